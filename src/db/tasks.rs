@@ -1,0 +1,144 @@
+//! Tasks in the store. Every statement is scoped by the owner's id, so no function here can reach another
+//! user's task: a task that exists but is not the caller's looks exactly like one that does not exist.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Db, DbError};
+use crate::domain::{
+    NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
+};
+
+const COLUMNS: &str = "id, user_id, title, description, status, created_at, updated_at";
+
+/// Creates a task for `owner`; both timestamps are now.
+pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbError> {
+    db.write(move |conn| {
+        let now = Timestamp::now().to_rfc3339();
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING {COLUMNS}"
+        ))?;
+        let created = stmt.query_row(
+            params![
+                owner.0,
+                task.title.as_str(),
+                task.description.as_str(),
+                task.status.as_str(),
+                now
+            ],
+            read_task,
+        )?;
+        Ok(created)
+    })
+    .await
+}
+
+/// One page of `owner`'s tasks, newest first, with the number that matched before paging.
+pub async fn list(db: &Db, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
+    db.read(move |conn| {
+        // One read transaction, so the count and the page come from the same snapshot even while writes land.
+        let tx = conn.transaction()?;
+        let status = query.status.map(TaskStatus::as_str);
+        let total: i64 = tx
+            .prepare_cached(
+                "SELECT count(*) FROM tasks WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2)",
+            )?
+            .query_row(params![owner.0, status], |row| row.get(0))?;
+        let tasks = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM tasks WHERE user_id = ?1 AND (?2 IS NULL OR status = ?2) \
+                 ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+            ))?
+            .query_map(
+                params![owner.0, status, query.limit.get(), query.offset.get()],
+                read_task,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(TaskPage {
+            tasks,
+            total: u64::try_from(total).unwrap_or_default(),
+        })
+    })
+    .await
+}
+
+/// `owner`'s task `id`, if it exists.
+pub async fn get(db: &Db, owner: UserId, id: TaskId) -> Result<Option<Task>, DbError> {
+    db.read(move |conn| {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM tasks WHERE id = ?1 AND user_id = ?2"
+        ))?;
+        Ok(stmt
+            .query_row(params![id.0, owner.0], read_task)
+            .optional()?)
+    })
+    .await
+}
+
+/// Applies `changes` to `owner`'s task `id` and stamps `updated_at`, in one statement: concurrent updates
+/// each land whole, one after the other, never a mix of two. `None` when there is no such task.
+pub async fn update(
+    db: &Db,
+    owner: UserId,
+    id: TaskId,
+    changes: TaskChanges,
+) -> Result<Option<Task>, DbError> {
+    db.write(move |conn| {
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE tasks SET title = coalesce(?1, title), description = coalesce(?2, description), \
+             status = coalesce(?3, status), updated_at = ?4 \
+             WHERE id = ?5 AND user_id = ?6 RETURNING {COLUMNS}"
+        ))?;
+        let updated = stmt
+            .query_row(
+                params![
+                    changes.title().map(|t| t.as_str()),
+                    changes.description().map(|d| d.as_str()),
+                    changes.status().map(TaskStatus::as_str),
+                    Timestamp::now().to_rfc3339(),
+                    id.0,
+                    owner.0,
+                ],
+                read_task,
+            )
+            .optional()?;
+        Ok(updated)
+    })
+    .await
+}
+
+/// Deletes `owner`'s task `id`; `true` only when this call removed it.
+pub async fn delete(db: &Db, owner: UserId, id: TaskId) -> Result<bool, DbError> {
+    db.write(move |conn| {
+        let mut stmt = conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND user_id = ?2")?;
+        Ok(stmt.execute(params![id.0, owner.0])? == 1)
+    })
+    .await
+}
+
+fn read_task(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let status: String = row.get(4)?;
+    Ok(Task {
+        id: TaskId(row.get(0)?),
+        user_id: UserId(row.get(1)?),
+        title: row.get(2)?,
+        description: row.get(3)?,
+        status: TaskStatus::parse(&status).map_err(|_| invalid_column(4, "status"))?,
+        created_at: timestamp(row, 5)?,
+        updated_at: timestamp(row, 6)?,
+    })
+}
+
+fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    let raw: String = row.get(index)?;
+    Timestamp::parse_rfc3339(&raw).ok_or_else(|| invalid_column(index, "timestamp"))
+}
+
+fn invalid_column(index: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        format!("stored {what} is not in the expected form").into(),
+    )
+}

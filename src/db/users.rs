@@ -1,0 +1,56 @@
+//! Users in the store.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Db, DbError};
+use crate::domain::{Credentials, Timestamp, User, UserId, Username};
+
+/// Creates a user. A username already taken (ignoring case) is [`DbError::Conflict`]: the UNIQUE constraint
+/// decides, so of two concurrent signups for one name exactly one wins.
+pub async fn insert(db: &Db, username: Username, password_hash: String) -> Result<User, DbError> {
+    db.write(move |conn| {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3) RETURNING id, username",
+        )?;
+        let user = stmt.query_row(params![username.as_str(), password_hash, Timestamp::now().to_rfc3339()], |row| {
+            Ok(User { id: UserId(row.get(0)?), username: row.get(1)? })
+        })?;
+        Ok(user)
+    })
+    .await
+}
+
+/// The id and password hash of the user called `username` (ignoring case), if there is one.
+pub async fn credentials(db: &Db, username: String) -> Result<Option<Credentials>, DbError> {
+    db.read(move |conn| {
+        let mut stmt =
+            conn.prepare_cached("SELECT id, password_hash FROM users WHERE username = ?1")?;
+        let found = stmt
+            .query_row([username], |row| {
+                Ok(Credentials {
+                    id: UserId(row.get(0)?),
+                    password_hash: row.get(1)?,
+                })
+            })
+            .optional()?;
+        Ok(found)
+    })
+    .await
+}
+
+/// The user with this id, if it still exists.
+pub async fn get(db: &Db, id: UserId) -> Result<Option<User>, DbError> {
+    db.read(move |conn| {
+        let mut stmt = conn.prepare_cached("SELECT id, username FROM users WHERE id = ?1")?;
+        let found = stmt
+            .query_row([id.0], |row| {
+                Ok(User {
+                    id: UserId(row.get(0)?),
+                    username: row.get(1)?,
+                })
+            })
+            .optional()?;
+        Ok(found)
+    })
+    .await
+}
