@@ -5,3 +5,4 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod error;
