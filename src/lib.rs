@@ -2,6 +2,7 @@
 //! tasks with a bearer token plus an API key. The contract is API.md; this crate is its implementation on warp
 //! and SQLite.
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
