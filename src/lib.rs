@@ -1,9 +1,79 @@
 //! Tasky: a task-management REST API. Users sign up, log in with the OAuth2 password flow, and manage their own
 //! tasks with a bearer token plus an API key. The contract is API.md; this crate is its implementation on warp
 //! and SQLite.
+//!
+//! # Layout
+//!
+//! - [`config`]: the environment variables, parsed once in `main` by a pure function.
+//! - [`domain`]: ids, validated values (`Username`, `TaskTitle`, ...) and read models; no HTTP, no SQL.
+//! - [`db`]: the SQLite pools, migrations from `sql/`, and every SQL statement, behind functions over domain types.
+//! - [`auth`]: Argon2id password hashing (off the async workers) and HS256 access tokens.
+//! - [`filters`]: `api_key`, `jwt_user`, `with_db` and the size-limited body parsers every endpoint chains.
+//! - [`routes`]: one small named filter per endpoint, grouped by resource, and their handlers.
+//! - [`error`]: the one [`error::Error`] type and [`error::recover`], the only code that picks status codes.
+//!
+//! [`api`] assembles the routes into the whole service; `main.rs` only configures, connects and serves it.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod filters;
+pub mod routes;
+
+use std::sync::Arc;
+
+use warp::Filter;
+use warp::filters::BoxedFilter;
+
+use crate::auth::Tokens;
+use crate::config::{Config, Secret};
+use crate::db::Db;
+
+/// An endpoint, or a group of them: a filter that answers with one response type. Erased so signatures stay
+/// short and compiles fast.
+pub type Route = BoxedFilter<(warp::reply::Response,)>;
+
+/// What the filters and handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub db: Db,
+    /// Issues and checks access tokens.
+    pub tokens: Arc<Tokens>,
+    /// The value `X-API-Key` must carry.
+    pub api_key: Arc<Secret>,
+}
+
+impl AppState {
+    /// The state for `config` over `db`. Without `JWT_SECRET`, tokens are signed with a random secret that dies
+    /// with the process.
+    pub fn new(config: &Config, db: Db) -> Self {
+        let secret = config.jwt_secret.clone().unwrap_or_else(|| {
+            log::warn!("JWT_SECRET is not set: signing tokens with a random secret; they stop working on restart");
+            Secret::from(rand::random::<[u8; 32]>().to_vec())
+        });
+        Self {
+            db,
+            tokens: Arc::new(Tokens::new(secret.expose(), config.token_ttl)),
+            api_key: Arc::new(config.api_key.clone()),
+        }
+    }
+}
+
+/// The whole service: every endpoint, the 405 fallback, JSON errors for every rejection, and an access log.
+pub fn api(state: AppState) -> Route {
+    routes::users::routes(&state)
+        .or(routes::tasks::routes(&state))
+        .unify()
+        .or(routes::meta::routes(&state))
+        .unify()
+        .or(routes::method_not_allowed())
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::log("tasky::access"))
+        .map(warp::Reply::into_response)
+        .boxed()
+}

@@ -1,0 +1,247 @@
+//! The building blocks every endpoint chains: credentials, store handles and size-limited bodies.
+//!
+//! Each one rejects with the crate's [`Error`], so whatever fails first is what [`crate::error::recover`]
+//! answers; the order they are chained in (credentials before the path id and the body) is the order of checks.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::{StreamExt, future};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use subtle::ConstantTimeEq;
+use warp::filters::BoxedFilter;
+use warp::{Filter, Rejection, reject};
+
+use crate::AppState;
+use crate::auth::Tokens;
+use crate::db::{self, Db};
+use crate::domain::User;
+use crate::error::{Error, FieldError, Problem};
+
+/// Largest request body accepted, counted in bytes actually received (chunked bodies included).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The store.
+pub fn with_db(state: &AppState) -> BoxedFilter<(Db,)> {
+    let db = state.db.clone();
+    warp::any().map(move || db.clone()).boxed()
+}
+
+/// The token issuer.
+pub fn with_tokens(state: &AppState) -> BoxedFilter<(Arc<Tokens>,)> {
+    let tokens = state.tokens.clone();
+    warp::any().map(move || tokens.clone()).boxed()
+}
+
+/// Requires `X-API-Key` to equal the configured key, compared in constant time.
+pub fn api_key(state: &AppState) -> BoxedFilter<()> {
+    let expected = state.api_key.clone();
+    header("x-api-key")
+        .and_then(move |sent: Option<String>| {
+            let valid =
+                sent.is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(expected.expose())));
+            future::ready(if valid {
+                Ok(())
+            } else {
+                Err(reject::custom(Error::InvalidApiKey))
+            })
+        })
+        .untuple_one()
+        .boxed()
+}
+
+/// Requires `Authorization: Bearer <token>` with a valid token whose user still exists, and extracts the user.
+pub fn jwt_user(state: &AppState) -> BoxedFilter<(User,)> {
+    let (tokens, db) = (state.tokens.clone(), state.db.clone());
+    header("authorization")
+        .and_then(move |authorization: Option<String>| {
+            let user_id = authorization
+                .as_deref()
+                .and_then(bearer_token)
+                .and_then(|token| tokens.verify(token));
+            let db = db.clone();
+            async move {
+                let user_id = user_id.ok_or(Error::InvalidToken)?;
+                let user = db::users::get(&db, user_id).await.map_err(Error::from)?;
+                Ok::<_, Rejection>(user.ok_or(Error::InvalidToken)?)
+            }
+        })
+        .boxed()
+}
+
+/// The token of an `Authorization` header using the bearer scheme (whose name is case-insensitive).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A request header as text; a value that is not visible ASCII counts as absent, since no credential has one.
+fn header(name: &'static str) -> BoxedFilter<(Option<String>,)> {
+    warp::header::optional::<String>(name)
+        .or_else(|_| future::ok::<_, Rejection>((None,)))
+        .boxed()
+}
+
+/// The body, parsed as JSON into the raw request type `T`. Like FastAPI: a missing body, malformed JSON, or
+/// JSON that is not an object is a 422; so is a body declared as something other than JSON.
+pub fn json_body<T: DeserializeOwned + Send + 'static>() -> BoxedFilter<(T,)> {
+    header("content-type")
+        .and(body_bytes())
+        .and_then(|content_type: Option<String>, body: Bytes| {
+            future::ready(parse_json(content_type.as_deref(), &body).map_err(reject::custom))
+        })
+        .boxed()
+}
+
+/// The body as `application/x-www-form-urlencoded` fields.
+pub fn form_body() -> BoxedFilter<(Form,)> {
+    body_bytes()
+        .map(|body: Bytes| Form(form_urlencoded_pairs(&body)))
+        .boxed()
+}
+
+/// Form fields in the order sent.
+#[derive(Debug, Default)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// The last value sent for `name` (the last one wins, as in Starlette), if it is not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+/// The body, at most [`MAX_BODY_BYTES`]. A declared `Content-Length` over the limit is refused before anything
+/// is read; a chunked body is counted as it arrives and refused as soon as it goes over.
+fn body_bytes() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(read_limited)
+}
+
+async fn read_limited<S, B>(declared: Option<u64>, stream: S) -> Result<Bytes, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(reject::custom(Error::PayloadTooLarge));
+    }
+    // The declared length is only a hint: it is at most the limit here, and the bytes are counted anyway.
+    let mut body = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            log::debug!("request body could not be read: {e}");
+            reject::custom(Error::Validation(vec![FieldError::body(
+                None,
+                Problem::Missing,
+            )]))
+        })?;
+        if body.len() + chunk.remaining() > MAX_BODY_BYTES {
+            return Err(reject::custom(Error::PayloadTooLarge));
+        }
+        body.put(chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn parse_json<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, Error> {
+    let whole_body = |problem| Error::Validation(vec![FieldError::body(None, problem)]);
+    if body.is_empty() {
+        return Err(whole_body(Problem::Missing));
+    }
+    if !content_type.is_none_or(is_json) {
+        return Err(whole_body(Problem::NotAnObject));
+    }
+    // The raw request types accept members of any type, so only an object can fail to match them; checking the
+    // first byte also keeps serde from reading a JSON array positionally into the struct.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return match serde_json::from_slice::<IgnoredAny>(body) {
+            Ok(_) => Err(whole_body(Problem::NotAnObject)),
+            Err(e) => Err(malformed(body, &e)),
+        };
+    }
+    serde_json::from_slice(body).map_err(|e| malformed(body, &e))
+}
+
+/// A 422 for malformed JSON, located at the byte where parsing stopped.
+fn malformed(body: &[u8], err: &serde_json::Error) -> Error {
+    let line_start: usize = body
+        .split(|b| *b == b'\n')
+        .take(err.line().saturating_sub(1))
+        .map(|line| line.len() + 1)
+        .sum();
+    let position = (line_start + err.column().saturating_sub(1)).min(body.len());
+    Error::Validation(vec![FieldError::malformed_json(position)])
+}
+
+/// `application/json`, or any `application/*+json`, parameters aside.
+fn is_json(content_type: &str) -> bool {
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("Application/JSON; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+        assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn form_fields_last_value_wins_and_empty_is_absent() {
+        let form = Form(form_urlencoded_pairs(
+            b"username=a&username=b&password=&scope=x+y",
+        ));
+        assert_eq!(form.get("username"), Some("b"));
+        assert_eq!(form.get("password"), None);
+        assert_eq!(form.get("scope"), Some("x y"));
+        assert_eq!(form.get("grant_type"), None);
+    }
+
+    #[test]
+    fn malformed_json_is_located() {
+        let body = b"{\n  \"title\": oops}";
+        let err = serde_json::from_slice::<IgnoredAny>(body).unwrap_err();
+        let Error::Validation(errors) = malformed(body, &err) else {
+            panic!("not a validation error")
+        };
+        assert_eq!(errors, vec![FieldError::malformed_json(13)]);
+    }
+}

@@ -1,0 +1,90 @@
+//! The `tasky` binary: configuration from the environment, the database, and the HTTP server with graceful
+//! shutdown. Everything else lives in the library.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tasky::config::Config;
+use tasky::db::Db;
+use tasky::{AppState, api};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// How long in-flight requests get to finish after SIGTERM/SIGINT before the process exits anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    pretty_env_logger::formatted_timed_builder()
+        .filter_level(log::LevelFilter::Info)
+        .parse_env("RUST_LOG")
+        .init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => return fail(err),
+    };
+    let db = match Db::open(&config.database_path).await {
+        Ok(db) => db,
+        Err(err) => {
+            return fail(format!(
+                "DATABASE_PATH: cannot open {}: {err}",
+                config.database_path.display()
+            ));
+        }
+    };
+    let listener = match TcpListener::bind((config.host, config.port)).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            return fail(format!(
+                "PORT: cannot listen on {}:{}: {err}",
+                config.host, config.port
+            ));
+        }
+    };
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(err) => return fail(format!("cannot install signal handlers: {err}")),
+    };
+    match listener.local_addr() {
+        Ok(addr) => log::info!("listening on http://{addr}"),
+        Err(err) => return fail(format!("PORT: cannot read the bound address: {err}")),
+    }
+
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = warp::serve(api(AppState::new(&config, db)))
+        .incoming(listener)
+        .graceful(async move {
+            shutdown.await;
+            log::info!("shutting down: no new connections, finishing requests in flight");
+            let _ = stopping_tx.send(true);
+        });
+    let drain_deadline = async move {
+        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        () = server.run() => log::info!("stopped"),
+        () = drain_deadline => log::warn!("stopped with requests still in flight after {DRAIN_TIMEOUT:?}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Resolves on the first SIGTERM (how containers are stopped) or SIGINT (Ctrl-C).
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// Prints the one line that says what is wrong, and gives the exit status for a failed start.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    log::error!("{message}");
+    eprintln!("{message}");
+    ExitCode::FAILURE
+}

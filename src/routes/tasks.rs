@@ -1,0 +1,318 @@
+//! `/tasks` and `/tasks/{id}`: a user's own tasks, and nobody else's.
+
+use serde::Deserialize;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use super::{Field, collect};
+use crate::db::{self, Db};
+use crate::domain::{
+    Limit, NewTask, Offset, TaskChanges, TaskDescription, TaskId, TaskQuery, TaskStatus, TaskTitle,
+    User,
+};
+use crate::error::{Error, FieldError, Problem};
+use crate::filters::{api_key, json_body, jwt_user, with_db};
+use crate::{AppState, Route};
+
+/// Every endpoint of this module.
+pub fn routes(state: &AppState) -> Route {
+    tasks_create(state)
+        .or(tasks_list(state))
+        .unify()
+        .or(tasks_get(state))
+        .unify()
+        .or(tasks_update(state))
+        .unify()
+        .or(tasks_delete(state))
+        .unify()
+        .boxed()
+}
+
+/// POST /tasks
+fn tasks_create(state: &AppState) -> Route {
+    warp::path!("tasks")
+        .and(warp::post())
+        .and(api_key(state))
+        .and(jwt_user(state))
+        .and(json_body::<NewTaskBody>())
+        .and(with_db(state))
+        .and_then(create_task)
+        .boxed()
+}
+
+/// GET /tasks
+fn tasks_list(state: &AppState) -> Route {
+    warp::path!("tasks")
+        .and(warp::get())
+        .and(api_key(state))
+        .and(jwt_user(state))
+        .and(warp::query::<Vec<(String, String)>>())
+        .and(with_db(state))
+        .and_then(list_tasks)
+        .boxed()
+}
+
+/// GET /tasks/{id}
+fn tasks_get(state: &AppState) -> Route {
+    warp::path!("tasks" / String)
+        .and(warp::get())
+        .and(api_key(state))
+        .and(jwt_user(state))
+        .and(with_db(state))
+        .and_then(get_task)
+        .boxed()
+}
+
+/// PUT /tasks/{id}
+fn tasks_update(state: &AppState) -> Route {
+    warp::path!("tasks" / String)
+        .and(warp::put())
+        .and(api_key(state))
+        .and(jwt_user(state))
+        .and(json_body::<TaskChangesBody>())
+        .and(with_db(state))
+        .and_then(update_task)
+        .boxed()
+}
+
+/// DELETE /tasks/{id}
+fn tasks_delete(state: &AppState) -> Route {
+    warp::path!("tasks" / String)
+        .and(warp::delete())
+        .and(api_key(state))
+        .and(jwt_user(state))
+        .and(with_db(state))
+        .and_then(delete_task)
+        .boxed()
+}
+
+/// The body of `POST /tasks`, as sent.
+#[derive(Debug, Deserialize)]
+struct NewTaskBody {
+    #[serde(default)]
+    title: Field,
+    #[serde(default)]
+    description: Field,
+    #[serde(default)]
+    status: Field,
+}
+
+impl TryFrom<NewTaskBody> for NewTask {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: NewTaskBody) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let title = body.title.required("title", TaskTitle::parse, &mut errors);
+        let description =
+            body.description
+                .optional("description", TaskDescription::parse, &mut errors);
+        let status = body
+            .status
+            .optional("status", |s| TaskStatus::parse(&s), &mut errors);
+        let task = title.map(|title| NewTask {
+            title,
+            description: description.unwrap_or_default(),
+            status: status.unwrap_or_default(),
+        });
+        collect(task, errors)
+    }
+}
+
+/// The body of `PUT /tasks/{id}`, as sent.
+#[derive(Debug, Deserialize)]
+struct TaskChangesBody {
+    #[serde(default)]
+    title: Field,
+    #[serde(default)]
+    description: Field,
+    #[serde(default)]
+    status: Field,
+}
+
+impl TryFrom<TaskChangesBody> for TaskChanges {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: TaskChangesBody) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let title = body.title.optional("title", TaskTitle::parse, &mut errors);
+        let description =
+            body.description
+                .optional("description", TaskDescription::parse, &mut errors);
+        let status = body
+            .status
+            .optional("status", |s| TaskStatus::parse(&s), &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        TaskChanges::new(title, description, status)
+            .ok_or_else(|| vec![FieldError::body(None, Problem::NoChanges)])
+    }
+}
+
+/// Parses the query of `GET /tasks`: `status`, `limit` and `offset`, all optional; other parameters are
+/// ignored, and of a repeated one the last value counts.
+fn task_query(pairs: Vec<(String, String)>) -> Result<TaskQuery, Vec<FieldError>> {
+    let last = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let mut errors = Vec::new();
+    let mut query = TaskQuery::default();
+    if let Some(raw) = last("status") {
+        match TaskStatus::parse(raw) {
+            Ok(status) => query.status = Some(status),
+            Err(invalid) => errors.push(FieldError::query("status", invalid)),
+        }
+    }
+    if let Some(raw) = last("limit") {
+        match integer(raw).map(Limit::parse) {
+            Some(Ok(limit)) => query.limit = limit,
+            Some(Err(invalid)) => errors.push(FieldError::query("limit", invalid)),
+            None => errors.push(FieldError::query("limit", Problem::NotAnInteger)),
+        }
+    }
+    if let Some(raw) = last("offset") {
+        match integer(raw).map(Offset::parse) {
+            Some(Ok(offset)) => query.offset = offset,
+            Some(Err(invalid)) => errors.push(FieldError::query("offset", invalid)),
+            None => errors.push(FieldError::query("offset", Problem::NotAnInteger)),
+        }
+    }
+    collect(Some(query), errors)
+}
+
+/// Parses the `{id}` of `/tasks/{id}`.
+fn task_id(raw: &str) -> Result<TaskId, FieldError> {
+    let number = integer(raw).ok_or_else(|| FieldError::path("id", Problem::NotAnInteger))?;
+    TaskId::parse(number).map_err(|invalid| FieldError::path("id", invalid))
+}
+
+/// A decimal integer, optionally signed and surrounded by whitespace, as pydantic reads one from text.
+fn integer(raw: &str) -> Option<i64> {
+    let raw = raw.trim();
+    raw.strip_prefix('+').unwrap_or(raw).parse().ok()
+}
+
+async fn create_task(user: User, body: NewTaskBody, db: Db) -> Result<Response, Rejection> {
+    let new_task = NewTask::try_from(body).map_err(Error::Validation)?;
+    let task = db::tasks::insert(&db, user.id, new_task)
+        .await
+        .map_err(Error::from)?;
+    let location = HeaderValue::from_str(&format!("/tasks/{}", task.id.0))
+        .map_err(|e| Error::Internal(format!("location header: {e}")))?;
+    let mut response =
+        warp::reply::with_status(warp::reply::json(&task), StatusCode::CREATED).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+async fn list_tasks(
+    user: User,
+    query: Vec<(String, String)>,
+    db: Db,
+) -> Result<Response, Rejection> {
+    let query = task_query(query).map_err(Error::Validation)?;
+    let page = db::tasks::list(&db, user.id, query)
+        .await
+        .map_err(Error::from)?;
+    let mut response = warp::reply::json(&page.tasks).into_response();
+    response
+        .headers_mut()
+        .insert("x-total-count", HeaderValue::from(page.total));
+    Ok(response)
+}
+
+async fn get_task(raw_id: String, user: User, db: Db) -> Result<Response, Rejection> {
+    let id = task_id(&raw_id).map_err(|e| Error::Validation(vec![e]))?;
+    let task = db::tasks::get(&db, user.id, id)
+        .await
+        .map_err(Error::from)?
+        .ok_or(Error::NotFound)?;
+    Ok(warp::reply::json(&task).into_response())
+}
+
+async fn update_task(
+    raw_id: String,
+    user: User,
+    body: TaskChangesBody,
+    db: Db,
+) -> Result<Response, Rejection> {
+    // FastAPI reports the path and the body together; so do we.
+    let (id, changes) = match (task_id(&raw_id), TaskChanges::try_from(body)) {
+        (Ok(id), Ok(changes)) => (id, changes),
+        (id, changes) => {
+            let mut errors: Vec<FieldError> = id.err().into_iter().collect();
+            errors.extend(changes.err().unwrap_or_default());
+            return Err(Error::Validation(errors).into());
+        }
+    };
+    let task = db::tasks::update(&db, user.id, id, changes)
+        .await
+        .map_err(Error::from)?
+        .ok_or(Error::NotFound)?;
+    Ok(warp::reply::json(&task).into_response())
+}
+
+async fn delete_task(raw_id: String, user: User, db: Db) -> Result<Response, Rejection> {
+    let id = task_id(&raw_id).map_err(|e| Error::Validation(vec![e]))?;
+    if db::tasks::delete(&db, user.id, id)
+        .await
+        .map_err(Error::from)?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Error::NotFound.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
+        query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_defaults_and_last_value_wins() {
+        assert_eq!(task_query(pairs(&[])).unwrap(), TaskQuery::default());
+        let query = task_query(pairs(&[
+            ("limit", "5"),
+            ("limit", "7"),
+            ("status", "completed"),
+            ("x", "y"),
+        ]))
+        .unwrap();
+        assert_eq!(query.limit.get(), 7);
+        assert_eq!(query.status, Some(TaskStatus::Completed));
+    }
+
+    #[test]
+    fn query_lists_every_problem() {
+        let errors = task_query(pairs(&[
+            ("limit", "0"),
+            ("offset", "x"),
+            ("status", "done"),
+        ]))
+        .unwrap_err();
+        assert_eq!(errors.len(), 3);
+    }
+
+    #[test]
+    fn ids_are_positive_integers() {
+        assert_eq!(task_id("7").unwrap(), TaskId(7));
+        assert_eq!(task_id("+7").unwrap(), TaskId(7));
+        assert!(task_id("0").is_err());
+        assert!(task_id("-3").is_err());
+        assert!(task_id("abc").is_err());
+        assert!(task_id("1.5").is_err());
+        assert!(task_id("99999999999999999999").is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! `/signup`, `/token` and `/users/me`.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use super::{Field, collect};
+use crate::auth::{self, Tokens};
+use crate::db::{self, Db};
+use crate::domain::{Invalid, Password, User, Username};
+use crate::error::{Error, FieldError, Problem};
+use crate::filters::{Form, api_key, form_body, json_body, jwt_user, with_db, with_tokens};
+use crate::{AppState, Route};
+
+/// Every endpoint of this module.
+pub fn routes(state: &AppState) -> Route {
+    users_signup(state)
+        .or(users_token(state))
+        .unify()
+        .or(users_me(state))
+        .unify()
+        .boxed()
+}
+
+/// POST /signup
+fn users_signup(state: &AppState) -> Route {
+    warp::path!("signup")
+        .and(warp::post())
+        .and(json_body::<SignupBody>())
+        .and(with_db(state))
+        .and_then(signup)
+        .boxed()
+}
+
+/// POST /token
+fn users_token(state: &AppState) -> Route {
+    warp::path!("token")
+        .and(warp::post())
+        .and(form_body())
+        .and(with_db(state))
+        .and(with_tokens(state))
+        .and_then(token)
+        .boxed()
+}
+
+/// GET /users/me
+fn users_me(state: &AppState) -> Route {
+    warp::path!("users" / "me")
+        .and(warp::get())
+        .and(api_key(state))
+        .and(jwt_user(state))
+        .map(|user: User| warp::reply::json(&user).into_response())
+        .boxed()
+}
+
+/// The body of `POST /signup`, as sent.
+#[derive(Debug, Deserialize)]
+struct SignupBody {
+    #[serde(default)]
+    username: Field,
+    #[serde(default)]
+    password: Field,
+}
+
+/// A valid signup.
+struct Signup {
+    username: Username,
+    password: Password,
+}
+
+impl TryFrom<SignupBody> for Signup {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: SignupBody) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let username = body
+            .username
+            .required("username", Username::parse, &mut errors);
+        let password = body
+            .password
+            .required("password", Password::parse, &mut errors);
+        collect(
+            username
+                .zip(password)
+                .map(|(username, password)| Self { username, password }),
+            errors,
+        )
+    }
+}
+
+async fn signup(body: SignupBody, db: Db) -> Result<Response, Rejection> {
+    let Signup { username, password } = body.try_into().map_err(Error::Validation)?;
+    let password_hash = auth::hash_password(password).await?;
+    let user = db::users::insert(&db, username, password_hash)
+        .await
+        .map_err(Error::from)?;
+    Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
+}
+
+/// A login of the OAuth2 password flow (RFC 6749 §4.3).
+struct Login {
+    username: String,
+    password: String,
+}
+
+impl TryFrom<Form> for Login {
+    type Error = Vec<FieldError>;
+
+    /// `username` and `password` are required; `grant_type` may be left out, but if sent it must be `password`;
+    /// `scope` is ignored. Usernames are not checked against the signup rules: a name that breaks them simply
+    /// matches no user, and the answer must not tell the two apart.
+    fn try_from(form: Form) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut required = |name: &'static str| {
+            let value = form.get(name).map(str::to_owned);
+            if value.is_none() {
+                errors.push(FieldError::body(Some(name), Problem::Missing));
+            }
+            value
+        };
+        let (username, password) = (required("username"), required("password"));
+        if form
+            .get("grant_type")
+            .is_some_and(|grant| grant != "password")
+        {
+            errors.push(FieldError::body(
+                Some("grant_type"),
+                Invalid::Pattern("^password$"),
+            ));
+        }
+        collect(
+            username
+                .zip(password)
+                .map(|(username, password)| Self { username, password }),
+            errors,
+        )
+    }
+}
+
+/// The answer of a successful login.
+#[derive(Serialize)]
+struct AccessToken {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+async fn token(form: Form, db: Db, tokens: Arc<Tokens>) -> Result<Response, Rejection> {
+    let Login { username, password } = form.try_into().map_err(Error::Validation)?;
+    let credentials = db::users::credentials(&db, username)
+        .await
+        .map_err(Error::from)?;
+    let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
+    // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
+    let valid = auth::verify_password(password, stored_hash).await?;
+    let user_id = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
+    let body = AccessToken {
+        access_token: tokens.issue(user_id)?,
+        token_type: "bearer",
+        expires_in: tokens.ttl_secs(),
+    };
+    let mut response = warp::reply::json(&body).into_response();
+    // RFC 6749 §5.1: a response carrying a token must not be cached.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
