@@ -1,0 +1,207 @@
+//! `TestApp`: the real service over a fresh SQLite file in a temp dir, and shorthands for its requests.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tasky::config::{Config, Secret};
+use tasky::db::Db;
+use tasky::{AppState, Route, api};
+use tempfile::TempDir;
+use warp::http::Response;
+use warp::test::RequestBuilder;
+
+/// The API key every protected request sends.
+pub const API_KEY: &str = "test-api-key";
+/// The JWT secret of every test app, so tests can sign tokens of their own.
+pub const JWT_SECRET: &[u8] = b"test-jwt-secret-that-is-long-enough-for-hs256";
+/// A password that meets the signup rules.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The service under test and the directory holding its database.
+pub struct TestApp {
+    pub api: Route,
+    dir: TempDir,
+}
+
+/// A user who has signed up and logged in.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: i64,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            database_path: dir.path().join("tasky.db"),
+            api_key: Secret::from(API_KEY),
+            jwt_secret: Some(Secret::from(JWT_SECRET.to_vec())),
+            token_ttl: Duration::from_secs(30 * 60),
+            ..Config::default()
+        };
+        let db = Db::open(&config.database_path)
+            .await
+            .expect("open the test database");
+        Self {
+            api: api(AppState::new(&config, db)),
+            dir,
+        }
+    }
+
+    /// The SQLite file, for tests that look underneath the API.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("tasky.db")
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Response<Bytes> {
+        request.reply(&self.api).await
+    }
+
+    pub async fn signup(&self, username: &str, password: &str) -> Response<Bytes> {
+        self.send(post_json(
+            "/signup",
+            &json!({"username": username, "password": password}),
+        ))
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response<Bytes> {
+        let form = format!(
+            "username={}&password={}",
+            urlencode(username),
+            urlencode(password)
+        );
+        self.send(post_form("/token", &form)).await
+    }
+
+    /// Signs up and logs in `username`.
+    pub async fn user(&self, username: &str) -> TestUser {
+        let signup = self.signup(username, PASSWORD).await;
+        assert_eq!(
+            signup.status(),
+            201,
+            "signup of {username}: {:?}",
+            signup.body()
+        );
+        let id = body(&signup)["id"].as_i64().expect("id");
+        let login = self.login(username, PASSWORD).await;
+        assert_eq!(
+            login.status(),
+            200,
+            "login of {username}: {:?}",
+            login.body()
+        );
+        let token = body(&login)["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned();
+        TestUser { id, token }
+    }
+
+    /// Creates a task for `user` and returns it as answered.
+    pub async fn task(&self, user: &TestUser, task: Value) -> Value {
+        let response = self.send(as_user(post_json("/tasks", &task), user)).await;
+        assert_eq!(response.status(), 201, "create: {:?}", response.body());
+        body(&response)
+    }
+}
+
+pub fn request(method: &str, path: &str) -> RequestBuilder {
+    warp::test::request().method(method).path(path)
+}
+
+pub fn post_json(path: &str, value: &Value) -> RequestBuilder {
+    request("POST", path).json(value)
+}
+
+pub fn put_json(path: &str, value: &Value) -> RequestBuilder {
+    request("PUT", path).json(value)
+}
+
+pub fn post_form(path: &str, form: &str) -> RequestBuilder {
+    request("POST", path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+}
+
+/// Adds both credentials of `user`.
+pub fn as_user(request: RequestBuilder, user: &TestUser) -> RequestBuilder {
+    request
+        .header("x-api-key", API_KEY)
+        .header("authorization", format!("Bearer {}", user.token))
+}
+
+/// The response body as JSON.
+pub fn body(response: &Response<Bytes>) -> Value {
+    serde_json::from_slice(response.body()).unwrap_or_else(|e| {
+        panic!(
+            "body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(response.body())
+        )
+    })
+}
+
+/// A header as text, if present.
+pub fn header<'a>(response: &'a Response<Bytes>, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get(name)
+        .map(|v| v.to_str().expect("visible ASCII header"))
+}
+
+/// Asserts a `{"detail": "<text>"}` answer with `status`.
+pub fn assert_detail(response: &Response<Bytes>, status: u16, detail: &str) {
+    assert_eq!(
+        response.status(),
+        status,
+        "body: {:?}",
+        String::from_utf8_lossy(response.body())
+    );
+    assert_eq!(header(response, "content-type"), Some("application/json"));
+    assert_eq!(body(response), json!({"detail": detail}));
+}
+
+/// Asserts a 422 whose entries are exactly `expected`, each given as (`loc`, `type`), in order.
+pub fn assert_invalid(response: &Response<Bytes>, expected: &[(Value, &str)]) {
+    assert_eq!(
+        response.status(),
+        422,
+        "body: {:?}",
+        String::from_utf8_lossy(response.body())
+    );
+    assert_eq!(header(response, "content-type"), Some("application/json"));
+    let detail = body(response)["detail"]
+        .as_array()
+        .expect("detail is a list")
+        .clone();
+    let found: Vec<(Value, &str)> = detail
+        .iter()
+        .map(|e| {
+            (
+                e["loc"].clone(),
+                e["type"].as_str().expect("type is a string"),
+            )
+        })
+        .collect();
+    assert_eq!(found, expected, "detail: {detail:#?}");
+    for entry in &detail {
+        assert!(
+            entry["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "msg missing in {entry}"
+        );
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
