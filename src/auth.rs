@@ -57,13 +57,22 @@ pub struct Tokens {
     ttl: Duration,
 }
 
-/// The claims of an access token.
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims of an access token we issue.
+#[derive(Debug, Serialize)]
 struct Claims {
     /// The user id, as a string (RFC 7519 makes `sub` a string).
     sub: String,
     iat: i64,
     exp: i64,
+}
+
+/// The claims read back from a token. `exp` is checked by `jsonwebtoken`; RFC 7519 allows NumericDate values
+/// with fractions, so `iat` is read as a float.
+#[derive(Debug, Deserialize)]
+struct ReceivedClaims {
+    sub: String,
+    #[serde(default)]
+    iat: Option<f64>,
 }
 
 impl Tokens {
@@ -100,11 +109,19 @@ impl Tokens {
             .map_err(|e| Error::Internal(format!("signing a token failed: {e}")))
     }
 
-    /// The user a token was issued to, when its signature, algorithm and expiry check out.
+    /// The user a token was issued to, when its signature, algorithm and expiry check out and it was not
+    /// issued in the future.
     pub fn verify(&self, token: &str) -> Option<UserId> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()?
-            .claims;
+        let claims =
+            jsonwebtoken::decode::<ReceivedClaims>(token, &self.decoding, &self.validation)
+                .ok()?
+                .claims;
+        if claims
+            .iat
+            .is_some_and(|iat| iat > Utc::now().timestamp() as f64)
+        {
+            return None;
+        }
         claims.sub.parse().ok().filter(|id| *id >= 1).map(UserId)
     }
 }
@@ -195,5 +212,14 @@ mod tests {
             exp: now + 60,
         };
         assert_eq!(tokens.verify(&sign(Algorithm::HS256, &bad_sub)), None);
+        let from_the_future = Claims {
+            sub: "1".into(),
+            iat: now + 3600,
+            exp: now + 7200,
+        };
+        assert_eq!(
+            tokens.verify(&sign(Algorithm::HS256, &from_the_future)),
+            None
+        );
     }
 }

@@ -38,6 +38,9 @@ pub enum Error {
     /// The body is over the size limit.
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The body could not be read as HTTP (a broken chunked encoding, a connection cut mid-body).
+    #[error("malformed request body")]
+    MalformedBody,
     /// A known path with a method it does not serve; `allow` is the `Allow` header.
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
@@ -250,6 +253,7 @@ impl Error {
             Self::Conflict => answer(StatusCode::CONFLICT, "Username already registered"),
             Self::Validation(errors) => answer(StatusCode::UNPROCESSABLE_ENTITY, errors),
             Self::PayloadTooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large"),
+            Self::MalformedBody => answer(StatusCode::BAD_REQUEST, "Malformed request body"),
             Self::MethodNotAllowed { allow } => {
                 let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
                 response

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{StreamExt, future};
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, reject};
@@ -94,10 +95,21 @@ pub fn json_body<T: DeserializeOwned + Send + 'static>() -> BoxedFilter<(T,)> {
         .boxed()
 }
 
-/// The body as `application/x-www-form-urlencoded` fields.
+/// The body as `application/x-www-form-urlencoded` fields. Like FastAPI, a body declared as anything else has
+/// no fields, so the endpoint reports the ones it requires as missing.
 pub fn form_body() -> BoxedFilter<(Form,)> {
-    body_bytes()
-        .map(|body: Bytes| Form(form_urlencoded_pairs(&body)))
+    header("content-type")
+        .and(body_bytes())
+        .map(|content_type: Option<String>, body: Bytes| {
+            let is_form = content_type
+                .as_deref()
+                .is_some_and(|ct| media_type(ct) == "application/x-www-form-urlencoded");
+            Form(if is_form {
+                form_urlencoded_pairs(&body)
+            } else {
+                Vec::new()
+            })
+        })
         .boxed()
 }
 
@@ -121,8 +133,24 @@ fn form_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
-/// The body, at most [`MAX_BODY_BYTES`]. A declared `Content-Length` over the limit is refused before anything
-/// is read; a chunked body is counted as it arrives and refused as soon as it goes over.
+/// Refuses any request that declares a `Content-Length` over [`MAX_BODY_BYTES`], before routing, whatever its
+/// method or path (as FastAPI's size middleware does): nothing about such a request is worth reading.
+pub fn declared_body_limit() -> BoxedFilter<()> {
+    warp::header::optional::<u64>("content-length")
+        .and_then(|declared: Option<u64>| {
+            let too_large = declared.is_some_and(|len| len > MAX_BODY_BYTES as u64);
+            future::ready(if too_large {
+                Err(reject::custom(Error::PayloadTooLarge))
+            } else {
+                Ok(())
+            })
+        })
+        .untuple_one()
+        .boxed()
+}
+
+/// The body, at most [`MAX_BODY_BYTES`], counted as it arrives: a chunked body (no `Content-Length`) is refused
+/// as soon as it goes over. Declared lengths over the limit never get here (see [`declared_body_limit`]).
 fn body_bytes() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
@@ -134,19 +162,13 @@ where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(reject::custom(Error::PayloadTooLarge));
-    }
-    // The declared length is only a hint: it is at most the limit here, and the bytes are counted anyway.
-    let mut body = BytesMut::with_capacity(declared.map_or(0, |len| len as usize));
+    let capacity = declared.map_or(0, |len| len.min(MAX_BODY_BYTES as u64) as usize);
+    let mut body = BytesMut::with_capacity(capacity);
     let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             log::debug!("request body could not be read: {e}");
-            reject::custom(Error::Validation(vec![FieldError::body(
-                None,
-                Problem::Missing,
-            )]))
+            reject::custom(Error::MalformedBody)
         })?;
         if body.len() + chunk.remaining() > MAX_BODY_BYTES {
             return Err(reject::custom(Error::PayloadTooLarge));
@@ -164,18 +186,18 @@ fn parse_json<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> R
     if !content_type.is_none_or(is_json) {
         return Err(whole_body(Problem::NotAnObject));
     }
-    // The raw request types accept members of any type, so only an object can fail to match them; checking the
-    // first byte also keeps serde from reading a JSON array positionally into the struct.
-    let first = body
-        .iter()
-        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-    if first != Some(&b'{') {
-        return match serde_json::from_slice::<IgnoredAny>(body) {
-            Ok(_) => Err(whole_body(Problem::NotAnObject)),
-            Err(e) => Err(malformed(body, &e)),
-        };
-    }
-    serde_json::from_slice(body).map_err(|e| malformed(body, &e))
+    // An object first: a repeated member keeps its last value (as Python's json module does), and a JSON array
+    // cannot be read positionally into the raw type's fields.
+    let object: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            whole_body(Problem::NotAnObject)
+        } else {
+            malformed(body, &e)
+        }
+    })?;
+    // The raw request types take members of any JSON type, so this only fails if one of them is declared wrong.
+    T::deserialize(Value::Object(object))
+        .map_err(|e| Error::Internal(format!("raw body type refused an object: {e}")))
 }
 
 /// A 422 for malformed JSON, located at the byte where parsing stopped.
@@ -191,14 +213,19 @@ fn malformed(body: &[u8], err: &serde_json::Error) -> Error {
 
 /// `application/json`, or any `application/*+json`, parameters aside.
 fn is_json(content_type: &str) -> bool {
-    let media_type = content_type
+    let media_type = media_type(content_type);
+    media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+}
+
+/// The media type of a `Content-Type` value, lowercased, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    media_type == "application/json"
-        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -236,9 +263,20 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_member_keeps_its_last_value_and_arrays_are_not_objects() {
+        let object: Map<String, Value> = parse_json(None, br#"{"a": 1, "a": 2}"#).unwrap();
+        assert_eq!(object["a"], 2);
+        let Err(Error::Validation(errors)) = parse_json::<Map<String, Value>>(None, b"[1, 2]")
+        else {
+            panic!("an array is not an object")
+        };
+        assert_eq!(errors, vec![FieldError::body(None, Problem::NotAnObject)]);
+    }
+
+    #[test]
     fn malformed_json_is_located() {
         let body = b"{\n  \"title\": oops}";
-        let err = serde_json::from_slice::<IgnoredAny>(body).unwrap_err();
+        let err = serde_json::from_slice::<Value>(body).unwrap_err();
         let Error::Validation(errors) = malformed(body, &err) else {
             panic!("not a validation error")
         };

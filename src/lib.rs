@@ -62,15 +62,18 @@ impl AppState {
     }
 }
 
-/// The whole service: every endpoint, the 405 fallback, JSON errors for every rejection, and an access log.
+/// The whole service: the body size limit, every endpoint, the 405 fallback, JSON errors for every rejection,
+/// and an access log.
 pub fn api(state: AppState) -> Route {
-    routes::users::routes(&state)
+    let endpoints = routes::users::routes(&state)
         .or(routes::tasks::routes(&state))
         .unify()
         .or(routes::meta::routes(&state))
         .unify()
         .or(routes::method_not_allowed())
-        .unify()
+        .unify();
+    filters::declared_body_limit()
+        .and(endpoints)
         .recover(error::recover)
         .unify()
         .with(warp::log("tasky::access"))

@@ -10,12 +10,12 @@ pub mod tasks;
 pub mod users;
 
 use serde::{Deserialize, Deserializer};
-use warp::Filter;
-use warp::filters::path::FullPath;
 use warp::http::Method;
 use warp::reply::Response;
+use warp::{Filter, Rejection};
 
 use crate::Route;
+use crate::domain::{Invalid, Password, TaskDescription, TaskStatus, TaskTitle, Username};
 use crate::error::{Error, FieldError, Problem};
 
 /// A member of a JSON request body as sent: absent, a string, or something else.
@@ -40,38 +40,98 @@ impl<'de> Deserialize<'de> for Field {
 }
 
 impl Field {
-    /// Parses a member that may be left out; a present member must be a string that `parse` accepts.
-    /// Problems are pushed onto `errors` under `loc` `["body", name]`.
-    fn optional<T, E: Into<Problem>>(
+    /// Parses a member that may be left out. Problems are pushed onto `errors` under `["body", name]`.
+    fn optional<T: FromMember>(
         self,
         name: &'static str,
-        parse: impl FnOnce(String) -> Result<T, E>,
         errors: &mut Vec<FieldError>,
     ) -> Option<T> {
         let problem = match self {
             Self::Missing => return None,
-            Self::Text(text) => match parse(text) {
+            Self::Text(text) => match T::from_member(text) {
                 Ok(value) => return Some(value),
-                Err(problem) => problem.into(),
+                Err(invalid) => invalid.into(),
             },
-            Self::NotText => Problem::NotAString,
+            Self::NotText => T::NOT_TEXT,
         };
         errors.push(FieldError::body(Some(name), problem));
         None
     }
 
     /// Like [`Field::optional`], for a member that must be present.
-    fn required<T, E: Into<Problem>>(
+    fn required<T: FromMember>(
         self,
         name: &'static str,
-        parse: impl FnOnce(String) -> Result<T, E>,
         errors: &mut Vec<FieldError>,
     ) -> Option<T> {
         if let Self::Missing = self {
             errors.push(FieldError::body(Some(name), Problem::Missing));
             return None;
         }
-        self.optional(name, parse, errors)
+        self.optional(name, errors)
+    }
+}
+
+/// A domain value sent as a JSON string member.
+trait FromMember: Sized {
+    /// What a member that is not a string at all is reported as.
+    const NOT_TEXT: Problem = Problem::NotAString;
+
+    fn from_member(text: String) -> Result<Self, Invalid>;
+}
+
+impl FromMember for Username {
+    fn from_member(text: String) -> Result<Self, Invalid> {
+        Self::parse(text)
+    }
+}
+
+impl FromMember for Password {
+    fn from_member(text: String) -> Result<Self, Invalid> {
+        Self::parse(text)
+    }
+}
+
+impl FromMember for TaskTitle {
+    fn from_member(text: String) -> Result<Self, Invalid> {
+        Self::parse(text)
+    }
+}
+
+impl FromMember for TaskDescription {
+    fn from_member(text: String) -> Result<Self, Invalid> {
+        Self::parse(text)
+    }
+}
+
+impl FromMember for TaskStatus {
+    /// pydantic reports a status of the wrong type as "not one of the values", not as "not a string".
+    const NOT_TEXT: Problem = Problem::Invalid(Invalid::NotOneOf(TaskStatus::ALL));
+
+    fn from_member(text: String) -> Result<Self, Invalid> {
+        Self::parse(&text)
+    }
+}
+
+/// Parses an integer query or path parameter and checks it with `parse`. A number too large for 64 bits is out
+/// of range rather than "not an integer", as pydantic, with its unbounded integers, reports it.
+fn integer<T>(raw: &str, parse: impl Fn(i64) -> Result<T, Invalid>) -> Result<T, Problem> {
+    use std::num::IntErrorKind;
+    match raw.trim().parse::<i64>() {
+        Ok(number) => parse(number).map_err(Problem::Invalid),
+        Err(err) => Err(match err.kind() {
+            IntErrorKind::PosOverflow => Problem::Invalid(
+                parse(i64::MAX)
+                    .err()
+                    .unwrap_or(Invalid::TooLarge { max: i64::MAX }),
+            ),
+            IntErrorKind::NegOverflow => Problem::Invalid(
+                parse(i64::MIN)
+                    .err()
+                    .unwrap_or(Invalid::TooSmall { min: i64::MIN }),
+            ),
+            _ => Problem::NotAnInteger,
+        }),
     }
 }
 
@@ -83,37 +143,41 @@ fn collect<T>(value: Option<T>, errors: Vec<FieldError>) -> Result<T, Vec<FieldE
     }
 }
 
-/// The methods served at a path (trailing slash ignored), for the `Allow` header of a 405; `None` for a path
-/// the API does not serve. Kept beside the endpoint filters, and checked against them by the tests.
-pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    let path = path
-        .strip_suffix('/')
-        .filter(|p| !p.is_empty())
-        .unwrap_or(path);
-    let mut segments = path.strip_prefix('/')?.split('/');
-    let allow = match (segments.next()?, segments.next(), segments.next()) {
-        ("signup", None, _) => "POST",
-        ("token", None, _) => "POST",
-        ("users", Some("me"), None) => "GET",
-        ("tasks", None, _) => "GET, POST",
-        ("tasks", Some(id), None) if !id.is_empty() => "GET, PUT, DELETE",
-        ("healthz", None, _) => "GET",
-        _ => return None,
-    };
-    Some(allow)
+/// The last branch of [`crate::api`]: a path the API serves, asked with a method it does not serve there, gets
+/// a 405 with `Allow`; anything else falls through as "not found", so the other branches' rejections decide the
+/// answer (warp ranks a 401 from a sibling route above this 405).
+///
+/// Built from `path!` segment filters like the endpoints themselves: warp's `path::full()` panics on a request
+/// whose target is not a path (`CONNECT host:port`), and this branch sees every request.
+pub fn method_not_allowed() -> Route {
+    resource(warp::path!("signup"), "POST")
+        .or(resource(warp::path!("token"), "POST"))
+        .unify()
+        .or(resource(warp::path!("users" / "me"), "GET"))
+        .unify()
+        .or(resource(warp::path!("tasks"), "GET, POST"))
+        .unify()
+        .or(resource(
+            warp::path!("tasks" / String).map(|_| ()).untuple_one(),
+            "GET, PUT, DELETE",
+        ))
+        .unify()
+        .or(resource(warp::path!("healthz"), "GET"))
+        .unify()
+        .boxed()
 }
 
-/// The last branch of [`crate::api`]: a known path with a method it does not serve gets a 405 with `Allow`;
-/// anything else falls through as "not found", so the other branches' rejections decide the answer.
-pub fn method_not_allowed() -> Route {
-    warp::method()
-        .and(warp::path::full())
-        .and_then(|method: Method, path: FullPath| async move {
-            let rejection = match allowed_methods(path.as_str()) {
-                Some(allow) if !allow.split(", ").any(|m| m == method.as_str()) => {
-                    warp::reject::custom(Error::MethodNotAllowed { allow })
-                }
-                _ => warp::reject::not_found(),
+/// Rejects a request to `path` with 405 unless its method is one of `allow`.
+fn resource<P>(path: P, allow: &'static str) -> Route
+where
+    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+{
+    path.and(warp::method())
+        .and_then(move |method: Method| async move {
+            let rejection = if allow.split(", ").any(|m| m == method.as_str()) {
+                warp::reject::not_found()
+            } else {
+                warp::reject::custom(Error::MethodNotAllowed { allow })
             };
             Err::<Response, _>(rejection)
         })
@@ -123,17 +187,38 @@ pub fn method_not_allowed() -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Limit, Offset, TaskId};
 
     #[test]
-    fn allowed_methods_follow_the_routes() {
-        assert_eq!(allowed_methods("/tasks"), Some("GET, POST"));
-        assert_eq!(allowed_methods("/tasks/"), Some("GET, POST"));
-        assert_eq!(allowed_methods("/tasks/7"), Some("GET, PUT, DELETE"));
-        assert_eq!(allowed_methods("/tasks/abc/"), Some("GET, PUT, DELETE"));
-        assert_eq!(allowed_methods("/tasks/7/x"), None);
-        assert_eq!(allowed_methods("/users/me"), Some("GET"));
-        assert_eq!(allowed_methods("/users"), None);
-        assert_eq!(allowed_methods("/"), None);
-        assert_eq!(allowed_methods("/nope"), None);
+    fn integers_read_like_pydantic() {
+        assert_eq!(integer(" +7 ", TaskId::parse), Ok(TaskId(7)));
+        assert_eq!(integer("abc", TaskId::parse), Err(Problem::NotAnInteger));
+        assert_eq!(integer("1.5", TaskId::parse), Err(Problem::NotAnInteger));
+        assert_eq!(integer("", Limit::parse), Err(Problem::NotAnInteger));
+        assert_eq!(
+            integer("0", TaskId::parse),
+            Err(Invalid::TooSmall { min: 1 }.into())
+        );
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_out_of_range() {
+        let huge = "9".repeat(30);
+        assert_eq!(
+            integer(&huge, Limit::parse),
+            Err(Invalid::TooLarge { max: 1000 }.into())
+        );
+        assert_eq!(
+            integer(&huge, Offset::parse),
+            Err(Invalid::TooLarge { max: i64::MAX }.into())
+        );
+        assert_eq!(
+            integer("9223372036854775808", TaskId::parse),
+            Err(Invalid::TooLarge { max: i64::MAX }.into())
+        );
+        assert_eq!(
+            integer(&format!("-{huge}"), Offset::parse),
+            Err(Invalid::TooSmall { min: 0 }.into())
+        );
     }
 }

@@ -5,12 +5,9 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use super::{Field, collect};
+use super::{Field, collect, integer};
 use crate::db::{self, Db};
-use crate::domain::{
-    Limit, NewTask, Offset, TaskChanges, TaskDescription, TaskId, TaskQuery, TaskStatus, TaskTitle,
-    User,
-};
+use crate::domain::{Limit, NewTask, Offset, TaskChanges, TaskId, TaskQuery, TaskStatus, User};
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{api_key, json_body, jwt_user, with_db};
 use crate::{AppState, Route};
@@ -103,13 +100,9 @@ impl TryFrom<NewTaskBody> for NewTask {
 
     fn try_from(body: NewTaskBody) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let title = body.title.required("title", TaskTitle::parse, &mut errors);
-        let description =
-            body.description
-                .optional("description", TaskDescription::parse, &mut errors);
-        let status = body
-            .status
-            .optional("status", |s| TaskStatus::parse(&s), &mut errors);
+        let title = body.title.required("title", &mut errors);
+        let description = body.description.optional("description", &mut errors);
+        let status = body.status.optional("status", &mut errors);
         let task = title.map(|title| NewTask {
             title,
             description: description.unwrap_or_default(),
@@ -135,13 +128,9 @@ impl TryFrom<TaskChangesBody> for TaskChanges {
 
     fn try_from(body: TaskChangesBody) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let title = body.title.optional("title", TaskTitle::parse, &mut errors);
-        let description =
-            body.description
-                .optional("description", TaskDescription::parse, &mut errors);
-        let status = body
-            .status
-            .optional("status", |s| TaskStatus::parse(&s), &mut errors);
+        let title = body.title.optional("title", &mut errors);
+        let description = body.description.optional("description", &mut errors);
+        let status = body.status.optional("status", &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -169,17 +158,15 @@ fn task_query(pairs: Vec<(String, String)>) -> Result<TaskQuery, Vec<FieldError>
         }
     }
     if let Some(raw) = last("limit") {
-        match integer(raw).map(Limit::parse) {
-            Some(Ok(limit)) => query.limit = limit,
-            Some(Err(invalid)) => errors.push(FieldError::query("limit", invalid)),
-            None => errors.push(FieldError::query("limit", Problem::NotAnInteger)),
+        match integer(raw, Limit::parse) {
+            Ok(limit) => query.limit = limit,
+            Err(problem) => errors.push(FieldError::query("limit", problem)),
         }
     }
     if let Some(raw) = last("offset") {
-        match integer(raw).map(Offset::parse) {
-            Some(Ok(offset)) => query.offset = offset,
-            Some(Err(invalid)) => errors.push(FieldError::query("offset", invalid)),
-            None => errors.push(FieldError::query("offset", Problem::NotAnInteger)),
+        match integer(raw, Offset::parse) {
+            Ok(offset) => query.offset = offset,
+            Err(problem) => errors.push(FieldError::query("offset", problem)),
         }
     }
     collect(Some(query), errors)
@@ -187,14 +174,7 @@ fn task_query(pairs: Vec<(String, String)>) -> Result<TaskQuery, Vec<FieldError>
 
 /// Parses the `{id}` of `/tasks/{id}`.
 fn task_id(raw: &str) -> Result<TaskId, FieldError> {
-    let number = integer(raw).ok_or_else(|| FieldError::path("id", Problem::NotAnInteger))?;
-    TaskId::parse(number).map_err(|invalid| FieldError::path("id", invalid))
-}
-
-/// A decimal integer, optionally signed and surrounded by whitespace, as pydantic reads one from text.
-fn integer(raw: &str) -> Option<i64> {
-    let raw = raw.trim();
-    raw.strip_prefix('+').unwrap_or(raw).parse().ok()
+    integer(raw, TaskId::parse).map_err(|problem| FieldError::path("id", problem))
 }
 
 async fn create_task(user: User, body: NewTaskBody, db: Db) -> Result<Response, Rejection> {
@@ -272,6 +252,7 @@ async fn delete_task(raw_id: String, user: User, db: Db) -> Result<Response, Rej
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Invalid;
 
     fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
         query
@@ -313,6 +294,9 @@ mod tests {
         assert!(task_id("-3").is_err());
         assert!(task_id("abc").is_err());
         assert!(task_id("1.5").is_err());
-        assert!(task_id("99999999999999999999").is_err());
+        assert_eq!(
+            task_id("99999999999999999999"),
+            Err(FieldError::path("id", Invalid::TooLarge { max: i64::MAX }))
+        );
     }
 }

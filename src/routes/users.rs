@@ -76,12 +76,8 @@ impl TryFrom<SignupBody> for Signup {
 
     fn try_from(body: SignupBody) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let username = body
-            .username
-            .required("username", Username::parse, &mut errors);
-        let password = body
-            .password
-            .required("password", Password::parse, &mut errors);
+        let username = body.username.required("username", &mut errors);
+        let password = body.password.required("password", &mut errors);
         collect(
             username
                 .zip(password)

@@ -232,6 +232,29 @@ async fn login_needs_both_fields_and_accepts_only_the_password_grant() {
 }
 
 #[tokio::test]
+async fn login_reads_only_form_bodies() {
+    let app = TestApp::new().await;
+    app.signup("alice", PASSWORD).await;
+    let as_json = post_json(
+        "/token",
+        &json!({"username": "alice", "password": PASSWORD}),
+    );
+    let no_type = request("POST", "/token").body(format!(
+        "username=alice&password={}",
+        PASSWORD.replace(' ', "+")
+    ));
+    for attempt in [as_json, no_type] {
+        assert_invalid(
+            &app.send(attempt).await,
+            &[
+                (json!(["body", "username"]), "missing"),
+                (json!(["body", "password"]), "missing"),
+            ],
+        );
+    }
+}
+
+#[tokio::test]
 async fn users_me_answers_the_caller() {
     let app = TestApp::new().await;
     let alice = app.user("alice").await;
@@ -369,6 +392,27 @@ async fn a_token_stops_working_when_its_user_is_gone() {
         401,
         "Could not validate credentials",
     );
+}
+
+#[tokio::test]
+async fn tokens_signed_with_the_secret_need_only_sub_and_exp() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice").await;
+    let now = Utc::now().timestamp();
+    let sub = alice.id.to_string();
+    for claims in [
+        json!({"sub": sub, "exp": now + 600}),
+        json!({"sub": sub, "iat": now, "exp": now as f64 + 600.5}),
+    ] {
+        let token = sign(Algorithm::HS256, JWT_SECRET, &claims);
+        assert_eq!(
+            app.send(with_key_and_token("/users/me", &token))
+                .await
+                .status(),
+            200,
+            "{claims}"
+        );
+    }
 }
 
 #[tokio::test]

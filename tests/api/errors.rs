@@ -5,6 +5,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
+fn request_get(path: &str) -> warp::test::RequestBuilder {
+    request("GET", path)
+}
+
 #[tokio::test]
 async fn unknown_routes_are_404_not_found() {
     let app = TestApp::new().await;
@@ -48,21 +52,23 @@ async fn every_method_listed_in_allow_is_served() {
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     let item = format!("/tasks/{}", task["id"]);
-    for (path, allow) in [
-        ("/signup", "POST"),
-        ("/token", "POST"),
-        ("/users/me", "GET"),
-        ("/tasks", ""),
-        (&item, ""),
-        ("/healthz", ""),
+    for path in [
+        "/signup",
+        "/token",
+        "/users/me",
+        "/tasks",
+        item.as_str(),
+        "/healthz",
     ] {
-        let allow = tasky::routes::allowed_methods(path).unwrap_or(allow);
+        let refused = app.send(request("PATCH", path)).await;
+        assert_eq!(refused.status(), 405, "PATCH {path}");
+        let allow = header(&refused, "allow").expect("Allow").to_owned();
         for method in allow.split(", ") {
             let response = app.send(as_user(request(method, path), &alice)).await;
+            let status = response.status().as_u16();
             assert!(
-                ![404, 405].contains(&response.status().as_u16()),
-                "{method} {path} answered {}",
-                response.status()
+                ![404, 405].contains(&status),
+                "{method} {path} is in Allow but answered {status}"
             );
         }
     }
@@ -106,7 +112,7 @@ async fn credentials_are_checked_before_the_body_and_the_id() {
         request("GET", "/tasks/-1"),
         request("DELETE", "/tasks/abc"),
         request("GET", "/tasks?limit=0"),
-        request("POST", "/tasks").body(vec![b'x'; 70 * 1024]),
+        request("POST", "/tasks").body(vec![b'x'; 60 * 1024]),
     ];
     for case in cases {
         assert_detail(&app.send(case).await, 401, "Invalid or missing API key");
@@ -176,6 +182,22 @@ async fn bodies_that_are_not_objects_are_422() {
     );
     let req = as_user(request("POST", "/tasks"), &alice);
     assert_invalid(&app.send(req).await, &[(json!(["body"]), "missing")]);
+}
+
+#[tokio::test]
+async fn a_repeated_member_keeps_its_last_value() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice").await;
+    let raw = r#"{"title": "first", "title": "second", "status": "completed"}"#;
+    let req = as_user(
+        request("POST", "/tasks")
+            .header("content-type", "application/json")
+            .body(raw),
+        &alice,
+    );
+    let response = app.send(req).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(body(&response)["title"], "second");
 }
 
 #[tokio::test]
@@ -269,7 +291,7 @@ async fn bad_ids_are_422_in_the_path() {
         ("1.5", "int_parsing"),
         ("0", "greater_than_equal"),
         ("-7", "greater_than_equal"),
-        ("99999999999999999999", "int_parsing"),
+        ("99999999999999999999", "less_than_equal"),
     ] {
         for method in ["GET", "DELETE"] {
             let response = app
@@ -301,6 +323,12 @@ async fn bad_query_values_are_422_in_the_query() {
         ("limit=0", "limit", "greater_than_equal"),
         ("limit=1001", "limit", "less_than_equal"),
         ("limit=ten", "limit", "int_parsing"),
+        (
+            "limit=999999999999999999999999999999",
+            "limit",
+            "less_than_equal",
+        ),
+        ("offset=9223372036854775808", "offset", "less_than_equal"),
         ("limit=", "limit", "int_parsing"),
         ("offset=-1", "offset", "greater_than_equal"),
         ("offset=1e3", "offset", "int_parsing"),
@@ -320,6 +348,26 @@ async fn bad_query_values_are_422_in_the_query() {
         ))
         .await;
     assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_declared_body_over_64_kib_is_413_before_anything_else() {
+    let app = TestApp::new().await;
+    let big = vec![b'x'; 64 * 1024 + 1];
+    for (method, path) in [
+        ("POST", "/tasks"),
+        ("GET", "/tasks"),
+        ("PUT", "/tasks/abc"),
+        ("POST", "/nope"),
+        ("PATCH", "/signup"),
+    ] {
+        let response = app.send(request(method, path).body(big.clone())).await;
+        assert_detail(&response, 413, "Content Too Large");
+    }
+    let response = app
+        .send(request("POST", "/signup").body(vec![b' '; 64 * 1024]))
+        .await;
+    assert_eq!(response.status(), 422, "exactly 64 KiB is within the limit");
 }
 
 #[tokio::test]
@@ -418,6 +466,41 @@ async fn a_chunked_body_is_measured_by_its_bytes() {
     let (status, body) = raw_exchange(&app, &chunked_request(&alice, big.as_bytes())).await;
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     assert!(body.contains(r#"{"detail":"Content Too Large"}"#), "{body}");
+}
+
+#[tokio::test]
+async fn a_broken_chunked_body_is_400() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice").await;
+    let mut request = chunked_request(&alice, b"");
+    request.truncate(request.len() - b"0\r\n\r\n".len());
+    request.extend_from_slice(b"zz\r\n{}\r\n0\r\n\r\n");
+    let (status, body) = raw_exchange(&app, &request).await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert!(
+        body.contains(r#"{"detail":"Malformed request body"}"#),
+        "{body}"
+    );
+    let listed = app.send(as_user(request_get("/tasks"), &alice)).await;
+    assert_eq!(header(&listed, "x-total-count"), Some("0"));
+}
+
+#[tokio::test]
+async fn a_request_target_that_is_not_a_path_gets_an_answer() {
+    let app = TestApp::new().await;
+    for target in [
+        "CONNECT 127.0.0.1:80",
+        "GET healthz",
+        "POST example.com:80",
+        "OPTIONS *",
+    ] {
+        let (status, _) = raw_exchange(
+            &app,
+            format!("{target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 4"), "{target}: {status:?}");
+    }
 }
 
 #[tokio::test]
