@@ -82,9 +82,9 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Prints the one line that says what is wrong, and gives the exit status for a failed start.
+/// Prints the one line that says what is wrong (to stderr, whatever `RUST_LOG` says), and gives the exit
+/// status for a failed start.
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    log::error!("{message}");
     eprintln!("{message}");
     ExitCode::FAILURE
 }

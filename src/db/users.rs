@@ -21,7 +21,7 @@ pub async fn insert(db: &Db, username: Username, password_hash: String) -> Resul
 }
 
 /// The id and password hash of the user called `username` (ignoring case), if there is one.
-pub async fn credentials(db: &Db, username: String) -> Result<Option<Credentials>, DbError> {
+pub async fn find_credentials(db: &Db, username: String) -> Result<Option<Credentials>, DbError> {
     db.read(move |conn| {
         let mut stmt =
             conn.prepare_cached("SELECT id, password_hash FROM users WHERE username = ?1")?;

@@ -146,7 +146,7 @@ struct AccessToken {
 
 async fn token(form: Form, db: Db, tokens: Arc<Tokens>) -> Result<Response, Rejection> {
     let Login { username, password } = form.try_into().map_err(Error::Validation)?;
-    let credentials = db::users::credentials(&db, username)
+    let credentials = db::users::find_credentials(&db, username)
         .await
         .map_err(Error::from)?;
     let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
