@@ -2,7 +2,8 @@
 //!
 //! Everything a client sends is parsed into one of these types at the edge (the route modules) and trusted
 //! afterwards: a [`Username`] or [`TaskTitle`] cannot exist unless it met the rules of API.md. Nothing here
-//! knows about HTTP or SQL.
+//! knows about HTTP or SQL; the read models derive their OpenAPI schemas beside their `Serialize`, so the
+//! document describes exactly what is sent.
 
 mod task;
 mod user;

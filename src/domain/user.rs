@@ -3,11 +3,12 @@
 use std::fmt;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{Invalid, check_length};
 
 /// A user's id, handed out by the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(transparent)]
 pub struct UserId(pub i64);
 
@@ -69,7 +70,8 @@ impl fmt::Debug for Password {
 }
 
 /// A user as clients see it: `{"id": 1, "username": "alice"}`. The password hash is not part of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "username": "alice"}))]
 pub struct User {
     pub id: UserId,
     pub username: String,

@@ -10,9 +10,10 @@ pub mod tasks;
 pub mod users;
 
 use serde::{Deserialize, Deserializer};
+use warp::Filter;
+use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
 
 use crate::Route;
 use crate::domain::{Invalid, Password, TaskDescription, TaskStatus, TaskTitle, Username};
@@ -143,36 +144,58 @@ fn collect<T>(value: Option<T>, errors: Vec<FieldError>) -> Result<T, Vec<FieldE
     }
 }
 
-/// The last branch of [`crate::api`]: a path the API serves, asked with a method it does not serve there, gets
-/// a 405 with `Allow`; anything else falls through as "not found", so the other branches' rejections decide the
+/// Every path the API serves, as OpenAPI templates, with the methods it serves there. The `Allow` header of a
+/// 405 comes from here, and tests hold this table equal to the OpenAPI document and to what `api()` answers.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/signup", "POST"),
+    ("/token", "POST"),
+    ("/users/me", "GET"),
+    ("/tasks", "GET, POST"),
+    ("/tasks/{id}", "GET, PUT, DELETE"),
+    ("/healthz", "GET"),
+    ("/openapi.json", "GET"),
+    ("/docs", "GET"),
+    ("/docs/{file}", "GET"),
+];
+
+/// The last branch of [`crate::api`]: a path of [`ROUTES`] asked with a method it does not serve gets a 405
+/// with `Allow`; anything else falls through as "not found", so the other branches' rejections decide the
 /// answer (warp ranks a 401 from a sibling route above this 405).
 ///
-/// Built from `path!` segment filters like the endpoints themselves: warp's `path::full()` panics on a request
-/// whose target is not a path (`CONNECT host:port`), and this branch sees every request.
+/// Matches with segment filters like the endpoints themselves: warp's `path::full()` panics on a request whose
+/// target is not a path (`CONNECT host:port`), and this branch sees every request.
 pub fn method_not_allowed() -> Route {
-    resource(warp::path!("signup"), "POST")
-        .or(resource(warp::path!("token"), "POST"))
-        .unify()
-        .or(resource(warp::path!("users" / "me"), "GET"))
-        .unify()
-        .or(resource(warp::path!("tasks"), "GET, POST"))
-        .unify()
-        .or(resource(
-            warp::path!("tasks" / String).map(|_| ()).untuple_one(),
-            "GET, PUT, DELETE",
-        ))
-        .unify()
-        .or(resource(warp::path!("healthz"), "GET"))
-        .unify()
-        .boxed()
+    ROUTES
+        .iter()
+        .map(|&(template, allow)| resource(template, allow))
+        .reduce(|routes, route| routes.or(route).unify().boxed())
+        .unwrap_or_else(|| {
+            warp::any()
+                .and_then(|| async { Err(warp::reject::not_found()) })
+                .boxed()
+        })
 }
 
-/// Rejects a request to `path` with 405 unless its method is one of `allow`.
-fn resource<P>(path: P, allow: &'static str) -> Route
-where
-    P: Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
-{
-    path.and(warp::method())
+/// Rejects a request to the path `template` with 405 unless its method is one of `allow`.
+fn resource(template: &'static str, allow: &'static str) -> Route {
+    template
+        .trim_start_matches('/')
+        .split('/')
+        .map(|segment| -> BoxedFilter<()> {
+            if segment.starts_with('{') {
+                warp::path::param::<String>()
+                    .map(|_| ())
+                    .untuple_one()
+                    .boxed()
+            } else {
+                warp::path(segment).boxed()
+            }
+        })
+        .fold(warp::any().boxed(), |path, segment| {
+            path.and(segment).boxed()
+        })
+        .and(warp::path::end())
+        .and(warp::method())
         .and_then(move |method: Method| async move {
             let rejection = if allow.split(", ").any(|m| m == method.as_str()) {
                 warp::reject::not_found()
@@ -183,7 +206,6 @@ where
         })
         .boxed()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

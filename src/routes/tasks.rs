@@ -7,9 +7,15 @@ use warp::{Filter, Rejection};
 
 use super::{Field, collect, integer};
 use crate::db::{self, Db};
-use crate::domain::{Limit, NewTask, Offset, TaskChanges, TaskId, TaskQuery, TaskStatus, User};
+use crate::domain::{
+    Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, User,
+};
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{api_key, json_body, jwt_user, with_db};
+use crate::openapi::{
+    MalformedBody, NewTaskRequest, TaskChangesRequest, TaskNotFound, TooLarge, Unauthorized,
+    Unprocessable,
+};
 use crate::{AppState, Route};
 
 /// Every endpoint of this module.
@@ -27,7 +33,19 @@ pub fn routes(state: &AppState) -> Route {
 }
 
 /// POST /tasks
-fn tasks_create(state: &AppState) -> Route {
+#[utoipa::path(
+    post, path = "/tasks", operation_id = "create_task", tag = "tasks",
+    summary = "Create a task",
+    description = "Only `title` is required; `description` defaults to `\"\"` and `status` to `pending`.",
+    request_body(content = NewTaskRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new task", body = Task,
+            headers(("Location" = String, description = "`/tasks/{id}` of the new task"))),
+        MalformedBody, Unauthorized, TooLarge, Unprocessable,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn tasks_create(state: &AppState) -> Route {
     warp::path!("tasks")
         .and(warp::post())
         .and(api_key(state))
@@ -39,7 +57,24 @@ fn tasks_create(state: &AppState) -> Route {
 }
 
 /// GET /tasks
-fn tasks_list(state: &AppState) -> Route {
+#[utoipa::path(
+    get, path = "/tasks", operation_id = "list_tasks", tag = "tasks",
+    summary = "List your tasks",
+    description = "Your tasks only, newest first (by id). `X-Total-Count` is the number that match before paging.",
+    params(
+        ("status" = Option<TaskStatus>, Query, description = "Only tasks with this status"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Tasks per page (default 100)",
+            example = 20),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Matching tasks to skip (default 0)", example = 0),
+    ),
+    responses(
+        (status = 200, description = "One page of tasks", body = [Task],
+            headers(("X-Total-Count" = i64, description = "How many tasks match, before paging"))),
+        Unauthorized, Unprocessable,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn tasks_list(state: &AppState) -> Route {
     warp::path!("tasks")
         .and(warp::get())
         .and(api_key(state))
@@ -51,7 +86,14 @@ fn tasks_list(state: &AppState) -> Route {
 }
 
 /// GET /tasks/{id}
-fn tasks_get(state: &AppState) -> Route {
+#[utoipa::path(
+    get, path = "/tasks/{id}", operation_id = "read_task", tag = "tasks",
+    summary = "Read a task",
+    params(("id" = i64, Path, minimum = 1, description = "The task's id", example = 7)),
+    responses((status = 200, description = "The task", body = Task), Unauthorized, TaskNotFound, Unprocessable),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn tasks_get(state: &AppState) -> Route {
     warp::path!("tasks" / String)
         .and(warp::get())
         .and(api_key(state))
@@ -62,7 +104,20 @@ fn tasks_get(state: &AppState) -> Route {
 }
 
 /// PUT /tasks/{id}
-fn tasks_update(state: &AppState) -> Route {
+#[utoipa::path(
+    put, path = "/tasks/{id}", operation_id = "update_task", tag = "tasks",
+    summary = "Change a task",
+    description = "Changes the fields sent (at least one of `title`, `description`, `status`) and `updated_at`, \
+        in one atomic write.",
+    params(("id" = i64, Path, minimum = 1, description = "The task's id", example = 7)),
+    request_body(content = TaskChangesRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task as changed", body = Task),
+        MalformedBody, Unauthorized, TaskNotFound, TooLarge, Unprocessable,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn tasks_update(state: &AppState) -> Route {
     warp::path!("tasks" / String)
         .and(warp::put())
         .and(api_key(state))
@@ -74,7 +129,14 @@ fn tasks_update(state: &AppState) -> Route {
 }
 
 /// DELETE /tasks/{id}
-fn tasks_delete(state: &AppState) -> Route {
+#[utoipa::path(
+    delete, path = "/tasks/{id}", operation_id = "delete_task", tag = "tasks",
+    summary = "Delete a task",
+    params(("id" = i64, Path, minimum = 1, description = "The task's id", example = 7)),
+    responses((status = 204, description = "Deleted"), Unauthorized, TaskNotFound, Unprocessable),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn tasks_delete(state: &AppState) -> Route {
     warp::path!("tasks" / String)
         .and(warp::delete())
         .and(api_key(state))

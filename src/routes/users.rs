@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
@@ -13,6 +14,9 @@ use crate::db::{self, Db};
 use crate::domain::{Invalid, Password, User, Username};
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{Form, api_key, form_body, json_body, jwt_user, with_db, with_tokens};
+use crate::openapi::{
+    ErrorDetail, LoginForm, MalformedBody, SignupRequest, TooLarge, Unauthorized, Unprocessable,
+};
 use crate::{AppState, Route};
 
 /// Every endpoint of this module.
@@ -26,7 +30,21 @@ pub fn routes(state: &AppState) -> Route {
 }
 
 /// POST /signup
-fn users_signup(state: &AppState) -> Route {
+#[utoipa::path(
+    post, path = "/signup", operation_id = "sign_up", tag = "users",
+    summary = "Create a user",
+    description = "Usernames are unique, compared ignoring case. The password is stored only as an Argon2id hash.",
+    request_body(content = SignupRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new user", body = User),
+        MalformedBody,
+        (status = 409, description = "The username is taken", body = ErrorDetail,
+            example = json!({"detail": "Username already registered"})),
+        TooLarge,
+        Unprocessable,
+    ),
+)]
+pub(crate) fn users_signup(state: &AppState) -> Route {
     warp::path!("signup")
         .and(warp::post())
         .and(json_body::<SignupBody>())
@@ -36,7 +54,26 @@ fn users_signup(state: &AppState) -> Route {
 }
 
 /// POST /token
-fn users_token(state: &AppState) -> Route {
+#[utoipa::path(
+    post, path = "/token", operation_id = "log_in", tag = "users",
+    summary = "Log in (OAuth2 password flow)",
+    description = "Exchanges a username and password for a bearer token (RFC 6749 §4.3). A wrong password and an \
+        unknown username get the same answer, in the same time.",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A bearer token", body = AccessToken, headers(
+            ("Cache-Control" = String, description = "`no-store`: a token must not be cached (RFC 6749 §5.1)"),
+            ("Pragma" = String, description = "`no-cache`"),
+        )),
+        MalformedBody,
+        (status = 401, description = "Wrong username or password", body = ErrorDetail,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`")),
+            example = json!({"detail": "Incorrect username or password"})),
+        TooLarge,
+        Unprocessable,
+    ),
+)]
+pub(crate) fn users_token(state: &AppState) -> Route {
     warp::path!("token")
         .and(warp::post())
         .and(form_body())
@@ -47,7 +84,16 @@ fn users_token(state: &AppState) -> Route {
 }
 
 /// GET /users/me
-fn users_me(state: &AppState) -> Route {
+#[utoipa::path(
+    get, path = "/users/me", operation_id = "read_current_user", tag = "users",
+    summary = "The current user",
+    responses(
+        (status = 200, description = "Who the token belongs to", body = User),
+        Unauthorized,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn users_me(state: &AppState) -> Route {
     warp::path!("users" / "me")
         .and(warp::get())
         .and(api_key(state))
@@ -137,8 +183,9 @@ impl TryFrom<Form> for Login {
 }
 
 /// The answer of a successful login.
-#[derive(Serialize)]
-struct AccessToken {
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "token_type": "bearer", "expires_in": 1800}))]
+pub struct AccessToken {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
