@@ -11,7 +11,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Password, UserId};
+use crate::domain::{Password, PasswordHash, UserId};
 use crate::error::Error;
 
 /// Verified against when a login names no user, so that answering "no such user" takes as long as "wrong
@@ -25,11 +25,11 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// Hashes a new password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`), on a blocking thread.
-pub async fn hash_password(password: Password) -> Result<String, Error> {
+pub async fn hash_password(password: Password) -> Result<PasswordHash, Error> {
     tokio::task::spawn_blocking(move || {
         argon2()
             .hash_password(password.expose().as_bytes())
-            .map(|hash| hash.to_string())
+            .map(|hash| PasswordHash::from_phc(hash.to_string()))
             .map_err(|e| Error::Internal(format!("hashing a password failed: {e}")))
     })
     .await
@@ -38,10 +38,16 @@ pub async fn hash_password(password: Password) -> Result<String, Error> {
 
 /// Checks `password` against `stored` (or against the dummy hash when there is no such user, which always
 /// fails), on a blocking thread. A stored hash that cannot be parsed counts as a mismatch.
-pub async fn verify_password(password: String, stored: Option<String>) -> Result<bool, Error> {
+pub async fn verify_password(
+    password: String,
+    stored: Option<PasswordHash>,
+) -> Result<bool, Error> {
     tokio::task::spawn_blocking(move || {
         let matches = argon2()
-            .verify_password(password.as_bytes(), stored.as_deref().unwrap_or(DUMMY_HASH))
+            .verify_password(
+                password.as_bytes(),
+                stored.as_ref().map_or(DUMMY_HASH, PasswordHash::as_str),
+            )
             .is_ok();
         matches && stored.is_some()
     })
@@ -128,7 +134,7 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests {
-    use argon2::PasswordHash;
+    use argon2::PasswordHash as Phc;
 
     use super::*;
 
@@ -138,8 +144,8 @@ mod tests {
             .hash_password(b"some password")
             .unwrap()
             .to_string();
-        let real = PasswordHash::new(&real).unwrap();
-        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real = Phc::new(&real).unwrap();
+        let dummy = Phc::new(DUMMY_HASH).unwrap();
         assert_eq!(dummy.algorithm, real.algorithm);
         assert_eq!(dummy.version, real.version);
         assert_eq!(dummy.params, real.params);
@@ -151,7 +157,7 @@ mod tests {
         let hash = hash_password(Password::parse("correct horse".into()).unwrap())
             .await
             .unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(
             verify_password("correct horse".into(), Some(hash.clone()))
                 .await
@@ -164,9 +170,12 @@ mod tests {
         );
         assert!(!verify_password("anything".into(), None).await.unwrap());
         assert!(
-            !verify_password("anything".into(), Some("not a phc string".into()))
-                .await
-                .unwrap()
+            !verify_password(
+                "anything".into(),
+                Some(PasswordHash::from_phc("not a phc string".into()))
+            )
+            .await
+            .unwrap()
         );
     }
 

@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything the service needs to start, with API.md's defaults.
-#[derive(Clone)]
+/// Everything the service needs to start, with API.md's defaults. `Debug` shows no secret: [`Secret`] hides its
+/// value.
+#[derive(Clone, Debug)]
 pub struct Config {
     /// `HOST`: the address to bind.
     pub host: IpAddr,
@@ -103,19 +104,6 @@ impl Config {
             config.token_ttl = Duration::from_secs(minutes * 60);
         }
         Ok(config)
-    }
-}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database_path", &self.database_path)
-            .field("api_key", &self.api_key)
-            .field("jwt_secret", &self.jwt_secret)
-            .field("token_ttl", &self.token_ttl)
-            .finish()
     }
 }
 

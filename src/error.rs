@@ -290,6 +290,9 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         return Ok(answer(StatusCode::NOT_FOUND, "Not Found"));
     }
     if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        // routes::method_not_allowed answers every path of ROUTES with Allow; getting here means an endpoint
+        // serves a path the table does not list.
+        log::error!("405 without Allow: an endpoint's path is missing from routes::ROUTES");
         return Ok(answer(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
     }
     log::error!("answering 500 for an unhandled rejection: {rejection:?}");

@@ -97,14 +97,14 @@ pub fn json_body<T: DeserializeOwned + Send + 'static>() -> BoxedFilter<(T,)> {
 
 /// The body as `application/x-www-form-urlencoded` fields. Like FastAPI, a body declared as anything else has
 /// no fields, so the endpoint reports the ones it requires as missing.
-pub fn form_body() -> BoxedFilter<(Form,)> {
+pub fn form_body() -> BoxedFilter<(Fields,)> {
     header("content-type")
         .and(body_bytes())
         .map(|content_type: Option<String>, body: Bytes| {
             let is_form = content_type
                 .as_deref()
                 .is_some_and(|ct| media_type(ct) == "application/x-www-form-urlencoded");
-            Form(if is_form {
+            Fields(if is_form {
                 form_urlencoded_pairs(&body)
             } else {
                 Vec::new()
@@ -113,19 +113,29 @@ pub fn form_body() -> BoxedFilter<(Form,)> {
         .boxed()
 }
 
-/// Form fields in the order sent.
-#[derive(Debug, Default)]
-pub struct Form(Vec<(String, String)>);
+/// The query string's fields (none when there is no query string).
+pub fn query_fields() -> BoxedFilter<(Fields,)> {
+    warp::query::<Vec<(String, String)>>().map(Fields).boxed()
+}
 
-impl Form {
-    /// The last value sent for `name` (the last one wins, as in Starlette), if it is not empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
+/// The name–value pairs of a query string or a form, in the order sent.
+#[derive(Debug, Default)]
+pub struct Fields(Vec<(String, String)>);
+
+impl From<Vec<(String, String)>> for Fields {
+    fn from(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+}
+
+impl Fields {
+    /// The last value sent for `name`: of a repeated field the last one counts, as in Starlette.
+    pub fn last(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
-            .filter(|v| !v.is_empty())
     }
 }
 
@@ -252,14 +262,14 @@ mod tests {
     }
 
     #[test]
-    fn form_fields_last_value_wins_and_empty_is_absent() {
-        let form = Form(form_urlencoded_pairs(
-            b"username=a&username=b&password=&scope=x+y",
+    fn form_fields_decode_and_the_last_value_wins() {
+        let form = Fields(form_urlencoded_pairs(
+            b"username=a&username=b&password=&scope=x+y%21",
         ));
-        assert_eq!(form.get("username"), Some("b"));
-        assert_eq!(form.get("password"), None);
-        assert_eq!(form.get("scope"), Some("x y"));
-        assert_eq!(form.get("grant_type"), None);
+        assert_eq!(form.last("username"), Some("b"));
+        assert_eq!(form.last("password"), Some(""));
+        assert_eq!(form.last("scope"), Some("x y!"));
+        assert_eq!(form.last("grant_type"), None);
     }
 
     #[test]

@@ -36,10 +36,13 @@ async fn main() -> ExitCode {
     let listener = match TcpListener::bind((config.host, config.port)).await {
         Ok(listener) => listener,
         Err(err) => {
-            return fail(format!(
-                "PORT: cannot listen on {}:{}: {err}",
-                config.host, config.port
-            ));
+            // An address this machine does not have is HOST's fault; a port in use or reserved is PORT's.
+            let var = match err.kind() {
+                std::io::ErrorKind::AddrNotAvailable => "HOST",
+                _ => "PORT",
+            };
+            let (host, port) = (config.host, config.port);
+            return fail(format!("{var}: cannot listen on {host}:{port}: {err}"));
         }
     };
     let shutdown = match shutdown_signal() {

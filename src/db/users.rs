@@ -3,16 +3,20 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Db, DbError};
-use crate::domain::{Credentials, Timestamp, User, UserId, Username};
+use crate::domain::{Credentials, PasswordHash, Timestamp, User, UserId, Username};
 
 /// Creates a user. A username already taken (ignoring case) is [`DbError::Conflict`]: the UNIQUE constraint
 /// decides, so of two concurrent signups for one name exactly one wins.
-pub async fn insert(db: &Db, username: Username, password_hash: String) -> Result<User, DbError> {
+pub async fn insert(
+    db: &Db,
+    username: Username,
+    password_hash: PasswordHash,
+) -> Result<User, DbError> {
     db.write(move |conn| {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3) RETURNING id, username",
         )?;
-        let user = stmt.query_row(params![username.as_str(), password_hash, Timestamp::now().to_rfc3339()], |row| {
+        let user = stmt.query_row(params![username.as_str(), password_hash.as_str(), Timestamp::now().to_rfc3339()], |row| {
             Ok(User { id: UserId(row.get(0)?), username: row.get(1)? })
         })?;
         Ok(user)
@@ -29,7 +33,7 @@ pub async fn find_credentials(db: &Db, username: String) -> Result<Option<Creden
             .query_row([username], |row| {
                 Ok(Credentials {
                     id: UserId(row.get(0)?),
-                    password_hash: row.get(1)?,
+                    password_hash: PasswordHash::from_phc(row.get(1)?),
                 })
             })
             .optional()?;

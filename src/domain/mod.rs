@@ -12,7 +12,7 @@ pub use task::{
     Limit, NewTask, Offset, Task, TaskChanges, TaskDescription, TaskId, TaskPage, TaskQuery,
     TaskStatus, TaskTitle, Timestamp,
 };
-pub use user::{Credentials, Password, User, UserId, Username};
+pub use user::{Credentials, Password, PasswordHash, User, UserId, Username};
 
 /// Why a domain parser refused a raw value. The HTTP layer turns it into a 422 entry; the text lives there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -205,6 +205,9 @@ pub struct TaskQuery {
 pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
+    /// RFC 3339 in UTC, to the second, with `Z`: the one form used on the wire and in the store.
+    const FORMAT: &'static str = "%Y-%m-%dT%H:%M:%SZ";
+
     /// Now, truncated to the second.
     pub fn now() -> Self {
         Self(Utc::now().trunc_subsecs(0))
@@ -219,7 +222,7 @@ impl Timestamp {
 
     /// `2026-11-24T09:30:00Z`.
     pub fn to_rfc3339(self) -> String {
-        self.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        self.0.format(Self::FORMAT).to_string()
     }
 }
 
@@ -242,7 +245,7 @@ impl ToSchema for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.format("%Y-%m-%dT%H:%M:%SZ"))
+        serializer.collect_str(&self.0.format(Self::FORMAT))
     }
 }
 

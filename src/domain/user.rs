@@ -69,6 +69,29 @@ impl fmt::Debug for Password {
     }
 }
 
+/// An Argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`): what the store keeps instead of a
+/// password. Made by `auth::hash_password` or read back from the store; never sent to a client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Wraps a PHC string.
+    pub fn from_phc(phc: String) -> Self {
+        Self(phc)
+    }
+
+    /// The PHC string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
 /// A user as clients see it: `{"id": 1, "username": "alice"}`. The password hash is not part of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({"id": 1, "username": "alice"}))]
@@ -78,19 +101,10 @@ pub struct User {
 }
 
 /// What a login checks a password against.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Credentials {
     pub id: UserId,
-    /// Argon2id PHC string (`$argon2id$v=19$...`).
-    pub password_hash: String,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
+    pub password_hash: PasswordHash,
 }
 
 #[cfg(test)]

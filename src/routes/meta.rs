@@ -51,11 +51,11 @@ pub(crate) fn meta_health(state: &AppState) -> Route {
     warp::path!("healthz")
         .and(warp::get())
         .and(with_db(state))
-        .and_then(health)
+        .and_then(check_health)
         .boxed()
 }
 
-async fn health(db: Db) -> Result<Response, warp::Rejection> {
+async fn check_health(db: Db) -> Result<Response, warp::Rejection> {
     db.ping()
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;

@@ -159,8 +159,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// The last branch of [`crate::api`]: a path of [`ROUTES`] asked with a method it does not serve gets a 405
-/// with `Allow`; anything else falls through as "not found", so the other branches' rejections decide the
-/// answer (warp ranks a 401 from a sibling route above this 405).
+/// with `Allow`; anything else falls through as "not found", so the endpoints' own rejections decide the
+/// answer. The two never compete: when this branch answers 405, no endpoint got past its method filter.
 ///
 /// Matches with segment filters like the endpoints themselves: warp's `path::full()` panics on a request whose
 /// target is not a path (`CONNECT host:port`), and this branch sees every request.

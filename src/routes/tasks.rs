@@ -11,7 +11,7 @@ use crate::domain::{
     Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, User,
 };
 use crate::error::{Error, FieldError, Problem};
-use crate::filters::{api_key, json_body, jwt_user, with_db};
+use crate::filters::{Fields, api_key, json_body, jwt_user, query_fields, with_db};
 use crate::openapi::{
     MalformedBody, NewTaskRequest, TaskChangesRequest, TaskNotFound, TooLarge, Unauthorized,
     Unprocessable,
@@ -50,7 +50,7 @@ pub(crate) fn tasks_create(state: &AppState) -> Route {
         .and(warp::post())
         .and(api_key(state))
         .and(jwt_user(state))
-        .and(json_body::<NewTaskBody>())
+        .and(json_body::<TaskBody>())
         .and(with_db(state))
         .and_then(create_task)
         .boxed()
@@ -79,7 +79,7 @@ pub(crate) fn tasks_list(state: &AppState) -> Route {
         .and(warp::get())
         .and(api_key(state))
         .and(jwt_user(state))
-        .and(warp::query::<Vec<(String, String)>>())
+        .and(query_fields())
         .and(with_db(state))
         .and_then(list_tasks)
         .boxed()
@@ -122,7 +122,7 @@ pub(crate) fn tasks_update(state: &AppState) -> Route {
         .and(warp::put())
         .and(api_key(state))
         .and(jwt_user(state))
-        .and(json_body::<TaskChangesBody>())
+        .and(json_body::<TaskBody>())
         .and(with_db(state))
         .and_then(update_task)
         .boxed()
@@ -146,9 +146,9 @@ pub(crate) fn tasks_delete(state: &AppState) -> Route {
         .boxed()
 }
 
-/// The body of `POST /tasks`, as sent.
+/// The body of `POST /tasks` and of `PUT /tasks/{id}`, as sent.
 #[derive(Debug, Deserialize)]
-struct NewTaskBody {
+struct TaskBody {
     #[serde(default)]
     title: Field,
     #[serde(default)]
@@ -157,10 +157,11 @@ struct NewTaskBody {
     status: Field,
 }
 
-impl TryFrom<NewTaskBody> for NewTask {
+impl TryFrom<TaskBody> for NewTask {
     type Error = Vec<FieldError>;
 
-    fn try_from(body: NewTaskBody) -> Result<Self, Vec<FieldError>> {
+    /// A title is required; description and status take their defaults.
+    fn try_from(body: TaskBody) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let title = body.title.required("title", &mut errors);
         let description = body.description.optional("description", &mut errors);
@@ -174,21 +175,11 @@ impl TryFrom<NewTaskBody> for NewTask {
     }
 }
 
-/// The body of `PUT /tasks/{id}`, as sent.
-#[derive(Debug, Deserialize)]
-struct TaskChangesBody {
-    #[serde(default)]
-    title: Field,
-    #[serde(default)]
-    description: Field,
-    #[serde(default)]
-    status: Field,
-}
-
-impl TryFrom<TaskChangesBody> for TaskChanges {
+impl TryFrom<TaskBody> for TaskChanges {
     type Error = Vec<FieldError>;
 
-    fn try_from(body: TaskChangesBody) -> Result<Self, Vec<FieldError>> {
+    /// Any of the fields, at least one.
+    fn try_from(body: TaskBody) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let title = body.title.optional("title", &mut errors);
         let description = body.description.optional("description", &mut errors);
@@ -203,29 +194,22 @@ impl TryFrom<TaskChangesBody> for TaskChanges {
 
 /// Parses the query of `GET /tasks`: `status`, `limit` and `offset`, all optional; other parameters are
 /// ignored, and of a repeated one the last value counts.
-fn task_query(pairs: Vec<(String, String)>) -> Result<TaskQuery, Vec<FieldError>> {
-    let last = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
+fn task_query(fields: &Fields) -> Result<TaskQuery, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut query = TaskQuery::default();
-    if let Some(raw) = last("status") {
+    if let Some(raw) = fields.last("status") {
         match TaskStatus::parse(raw) {
             Ok(status) => query.status = Some(status),
             Err(invalid) => errors.push(FieldError::query("status", invalid)),
         }
     }
-    if let Some(raw) = last("limit") {
+    if let Some(raw) = fields.last("limit") {
         match integer(raw, Limit::parse) {
             Ok(limit) => query.limit = limit,
             Err(problem) => errors.push(FieldError::query("limit", problem)),
         }
     }
-    if let Some(raw) = last("offset") {
+    if let Some(raw) = fields.last("offset") {
         match integer(raw, Offset::parse) {
             Ok(offset) => query.offset = offset,
             Err(problem) => errors.push(FieldError::query("offset", problem)),
@@ -239,7 +223,7 @@ fn task_id(raw: &str) -> Result<TaskId, FieldError> {
     integer(raw, TaskId::parse).map_err(|problem| FieldError::path("id", problem))
 }
 
-async fn create_task(user: User, body: NewTaskBody, db: Db) -> Result<Response, Rejection> {
+async fn create_task(user: User, body: TaskBody, db: Db) -> Result<Response, Rejection> {
     let new_task = NewTask::try_from(body).map_err(Error::Validation)?;
     let task = db::tasks::insert(&db, user.id, new_task)
         .await
@@ -252,12 +236,8 @@ async fn create_task(user: User, body: NewTaskBody, db: Db) -> Result<Response, 
     Ok(response)
 }
 
-async fn list_tasks(
-    user: User,
-    query: Vec<(String, String)>,
-    db: Db,
-) -> Result<Response, Rejection> {
-    let query = task_query(query).map_err(Error::Validation)?;
+async fn list_tasks(user: User, query: Fields, db: Db) -> Result<Response, Rejection> {
+    let query = task_query(&query).map_err(Error::Validation)?;
     let page = db::tasks::list(&db, user.id, query)
         .await
         .map_err(Error::from)?;
@@ -280,7 +260,7 @@ async fn get_task(raw_id: String, user: User, db: Db) -> Result<Response, Reject
 async fn update_task(
     raw_id: String,
     user: User,
-    body: TaskChangesBody,
+    body: TaskBody,
     db: Db,
 ) -> Result<Response, Rejection> {
     // FastAPI reports the path and the body together; so do we.
@@ -316,17 +296,19 @@ mod tests {
     use super::*;
     use crate::domain::Invalid;
 
-    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
-        query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn pairs(query: &[(&str, &str)]) -> Fields {
+        Fields::from(
+            query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
     }
 
     #[test]
     fn query_defaults_and_last_value_wins() {
-        assert_eq!(task_query(pairs(&[])).unwrap(), TaskQuery::default());
-        let query = task_query(pairs(&[
+        assert_eq!(task_query(&pairs(&[])).unwrap(), TaskQuery::default());
+        let query = task_query(&pairs(&[
             ("limit", "5"),
             ("limit", "7"),
             ("status", "completed"),
@@ -339,7 +321,7 @@ mod tests {
 
     #[test]
     fn query_lists_every_problem() {
-        let errors = task_query(pairs(&[
+        let errors = task_query(&pairs(&[
             ("limit", "0"),
             ("offset", "x"),
             ("status", "done"),

@@ -13,7 +13,7 @@ use crate::auth::{self, Tokens};
 use crate::db::{self, Db};
 use crate::domain::{Invalid, Password, User, Username};
 use crate::error::{Error, FieldError, Problem};
-use crate::filters::{Form, api_key, form_body, json_body, jwt_user, with_db, with_tokens};
+use crate::filters::{Fields, api_key, form_body, json_body, jwt_user, with_db, with_tokens};
 use crate::openapi::{
     ErrorDetail, LoginForm, MalformedBody, SignupRequest, TooLarge, Unauthorized, Unprocessable,
 };
@@ -49,7 +49,7 @@ pub(crate) fn users_signup(state: &AppState) -> Route {
         .and(warp::post())
         .and(json_body::<SignupBody>())
         .and(with_db(state))
-        .and_then(signup)
+        .and_then(sign_up)
         .boxed()
 }
 
@@ -79,7 +79,7 @@ pub(crate) fn users_token(state: &AppState) -> Route {
         .and(form_body())
         .and(with_db(state))
         .and(with_tokens(state))
-        .and_then(token)
+        .and_then(log_in)
         .boxed()
 }
 
@@ -133,7 +133,7 @@ impl TryFrom<SignupBody> for Signup {
     }
 }
 
-async fn signup(body: SignupBody, db: Db) -> Result<Response, Rejection> {
+async fn sign_up(body: SignupBody, db: Db) -> Result<Response, Rejection> {
     let Signup { username, password } = body.try_into().map_err(Error::Validation)?;
     let password_hash = auth::hash_password(password).await?;
     let user = db::users::insert(&db, username, password_hash)
@@ -148,26 +148,25 @@ struct Login {
     password: String,
 }
 
-impl TryFrom<Form> for Login {
+impl TryFrom<Fields> for Login {
     type Error = Vec<FieldError>;
 
     /// `username` and `password` are required; `grant_type` may be left out, but if sent it must be `password`;
-    /// `scope` is ignored. Usernames are not checked against the signup rules: a name that breaks them simply
-    /// matches no user, and the answer must not tell the two apart.
-    fn try_from(form: Form) -> Result<Self, Vec<FieldError>> {
+    /// `scope` is ignored. An empty field counts as not sent, as in FastAPI's forms. Usernames are not checked
+    /// against the signup rules: a name that breaks them simply matches no user, and the answer must not tell
+    /// the two apart.
+    fn try_from(form: Fields) -> Result<Self, Vec<FieldError>> {
+        let sent = |name: &str| form.last(name).filter(|value| !value.is_empty());
         let mut errors = Vec::new();
         let mut required = |name: &'static str| {
-            let value = form.get(name).map(str::to_owned);
+            let value = sent(name).map(str::to_owned);
             if value.is_none() {
                 errors.push(FieldError::body(Some(name), Problem::Missing));
             }
             value
         };
         let (username, password) = (required("username"), required("password"));
-        if form
-            .get("grant_type")
-            .is_some_and(|grant| grant != "password")
-        {
+        if sent("grant_type").is_some_and(|grant| grant != "password") {
             errors.push(FieldError::body(
                 Some("grant_type"),
                 Invalid::Pattern("^password$"),
@@ -191,7 +190,7 @@ pub struct AccessToken {
     expires_in: u64,
 }
 
-async fn token(form: Form, db: Db, tokens: Arc<Tokens>) -> Result<Response, Rejection> {
+async fn log_in(form: Fields, db: Db, tokens: Arc<Tokens>) -> Result<Response, Rejection> {
     let Login { username, password } = form.try_into().map_err(Error::Validation)?;
     let credentials = db::users::find_credentials(&db, username)
         .await
