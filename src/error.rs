@@ -15,7 +15,7 @@ use crate::db::DbError;
 use crate::domain::Invalid;
 
 /// Everything a request can end in, other than success.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// `X-API-Key` missing or wrong.
     #[error("invalid or missing API key")]
@@ -302,6 +302,32 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn rendered(err: Error) -> (StatusCode, String) {
+        use warp::Filter as _;
+        let failing = warp::any()
+            .and_then(move || {
+                let err = err.clone();
+                async move { Err::<Response, _>(reject::custom(err)) }
+            })
+            .recover(recover);
+        let response = warp::test::request().reply(&failing).await;
+        (
+            response.status(),
+            String::from_utf8_lossy(response.body()).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn internal_causes_never_reach_the_client() {
+        let cause = "SELECT * FROM users: sqlite error near $argon2id$v=19 at src/db/users.rs:42";
+        let (status, body) = rendered(Error::Internal(cause.into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, r#"{"detail":"Internal Server Error"}"#);
+        let (status, body) = rendered(Error::Unavailable(cause.into())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, r#"{"detail":"Service temporarily unavailable"}"#);
+    }
 
     fn entry(err: FieldError) -> serde_json::Value {
         serde_json::to_value(err).unwrap()

@@ -182,6 +182,23 @@ async fn the_token_is_hs256_with_sub_iat_and_exp() {
 }
 
 #[tokio::test]
+async fn the_token_lifetime_follows_the_configuration() {
+    let app =
+        TestApp::with_config(|config| config.token_ttl = std::time::Duration::from_secs(5 * 60))
+            .await;
+    let alice = app.user("alice").await;
+    let response = app.login("alice", PASSWORD).await;
+    assert_eq!(body(&response)["expires_in"], 300);
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(&alice.token)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+}
+
+#[tokio::test]
 async fn login_matches_the_username_whatever_its_case() {
     let app = TestApp::new().await;
     app.signup("Alice", PASSWORD).await;

@@ -371,7 +371,7 @@ async fn a_declared_body_over_64_kib_is_413_before_anything_else() {
 }
 
 #[tokio::test]
-async fn a_declared_body_over_64_kib_is_413() {
+async fn every_body_endpoint_refuses_a_body_over_64_kib() {
     let app = TestApp::new().await;
     let alice = app.user("alice").await;
     let title = "x".repeat(64 * 1024);

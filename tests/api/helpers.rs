@@ -34,14 +34,20 @@ pub struct TestUser {
 
 impl TestApp {
     pub async fn new() -> Self {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A test app whose configuration `adjust` changes first.
+    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config {
+        let mut config = Config {
             database_path: dir.path().join("tasky.db"),
             api_key: Secret::from(API_KEY),
             jwt_secret: Some(Secret::from(JWT_SECRET.to_vec())),
             token_ttl: Duration::from_secs(30 * 60),
             ..Config::default()
         };
+        adjust(&mut config);
         let db = Db::open(&config.database_path)
             .await
             .expect("open the test database");

@@ -230,6 +230,14 @@ async fn update_changes_only_the_fields_sent_and_stamps_updated_at() {
     let created = app
         .task(&alice, json!({"title": "before", "description": "keep me"}))
         .await;
+    // Move the task into the past, so a fresh updated_at is told apart from the original one.
+    let past = "2020-01-02T03:04:05Z";
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.execute(
+        "UPDATE tasks SET created_at = ?1, updated_at = ?1 WHERE id = ?2",
+        rusqlite::params![past, created["id"].as_i64()],
+    )
+    .unwrap();
     let path = format!("/tasks/{}", created["id"]);
     let response = app
         .send(as_user(
@@ -242,9 +250,13 @@ async fn update_changes_only_the_fields_sent_and_stamps_updated_at() {
     assert_eq!(updated["title"], "after");
     assert_eq!(updated["status"], "completed");
     assert_eq!(updated["description"], "keep me");
-    assert_eq!(updated["created_at"], created["created_at"]);
+    assert_eq!(updated["created_at"], past, "created_at never changes");
     assert!(is_rfc3339_utc_seconds(&updated["updated_at"]));
-    assert!(updated["updated_at"].as_str() >= created["updated_at"].as_str());
+    assert!(
+        updated["updated_at"].as_str() > Some(past),
+        "updated_at is stamped: {}",
+        updated["updated_at"]
+    );
     let fetched = body(&app.send(as_user(request("GET", &path), &alice)).await);
     assert_eq!(fetched, updated);
 }
