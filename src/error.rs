@@ -44,6 +44,9 @@ pub enum Error {
     /// A known path with a method it does not serve; `allow` is the `Allow` header.
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
+    /// The request did not arrive in time (a body trickling in).
+    #[error("request timeout")]
+    RequestTimeout,
     /// The store cannot serve requests right now.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -261,6 +264,7 @@ impl Error {
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
                 response
             }
+            Self::RequestTimeout => answer(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
             Self::Unavailable(why) => {
                 log::warn!("answering 503: {why}");
                 answer(

@@ -3,6 +3,7 @@
 //! Each one rejects with the crate's [`Error`], so whatever fails first is what [`crate::error::recover`]
 //! answers; the order they are chained in (credentials before the path id and the body) is the order of checks.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -22,6 +23,10 @@ use crate::error::{Error, FieldError, Problem};
 /// Largest request body accepted, counted in bytes actually received (chunked bodies included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Time a client gets to send a whole body once its head has arrived; 64 KiB takes well under a second on
+/// any working link, so only a client trickling bytes on purpose meets it.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The store.
 pub fn with_db(state: &AppState) -> BoxedFilter<(Db,)> {
     let db = state.db.clone();
@@ -33,6 +38,10 @@ pub fn with_tokens(state: &AppState) -> BoxedFilter<(Arc<Tokens>,)> {
     let tokens = state.tokens.clone();
     warp::any().map(move || tokens.clone()).boxed()
 }
+
+/// The TCP peer of a request, put in its extensions by [`crate::server`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Requires `X-API-Key` to equal the configured key, compared in constant time.
 pub fn api_key(state: &AppState) -> BoxedFilter<()> {
@@ -173,19 +182,25 @@ where
     B: Buf,
 {
     let capacity = declared.map_or(0, |len| len.min(MAX_BODY_BYTES as u64) as usize);
-    let mut body = BytesMut::with_capacity(capacity);
-    let mut stream = std::pin::pin!(stream);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            log::debug!("request body could not be read: {e}");
-            reject::custom(Error::MalformedBody)
-        })?;
-        if body.len() + chunk.remaining() > MAX_BODY_BYTES {
-            return Err(reject::custom(Error::PayloadTooLarge));
+    let read = async move {
+        let mut body = BytesMut::with_capacity(capacity);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                log::debug!("request body could not be read: {e}");
+                Error::MalformedBody
+            })?;
+            if body.len() + chunk.remaining() > MAX_BODY_BYTES {
+                return Err(Error::PayloadTooLarge);
+            }
+            body.put(chunk);
         }
-        body.put(chunk);
+        Ok(body.freeze())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(body) => body.map_err(reject::custom),
+        Err(_) => Err(reject::custom(Error::RequestTimeout)),
     }
-    Ok(body.freeze())
 }
 
 fn parse_json<T: DeserializeOwned>(content_type: Option<&str>, body: &[u8]) -> Result<T, Error> {
@@ -291,5 +306,15 @@ mod tests {
             panic!("not a validation error")
         };
         assert_eq!(errors, vec![FieldError::malformed_json(13)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_finishes_times_out() {
+        let never = futures_util::stream::pending::<Result<Bytes, warp::Error>>();
+        let rejection = read_limited(Some(10), never).await.unwrap_err();
+        assert!(matches!(
+            rejection.find::<Error>(),
+            Some(Error::RequestTimeout)
+        ));
     }
 }

@@ -11,6 +11,7 @@
 //! - [`filters`]: `api_key`, `jwt_user`, `with_db` and the size-limited body parsers every endpoint chains.
 //! - [`routes`]: one small named filter per endpoint, grouped by resource, and their handlers.
 //! - [`error`]: the one [`error::Error`] type and [`error::recover`], the only code that picks status codes.
+//! - [`server`]: the HTTP/1.1 serve loop, with timeouts and a graceful stop.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the routes' annotations and the domain's limits.
 //!
 //! [`api`] assembles the routes into the whole service; `main.rs` only configures, connects and serves it.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod filters;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 
 use std::sync::Arc;
 

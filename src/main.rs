@@ -2,16 +2,13 @@
 //! shutdown. Everything else lives in the library.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tasky::config::Config;
 use tasky::db::Db;
+use tasky::server::{self, Limits, Stopped};
 use tasky::{AppState, api};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-
-/// How long in-flight requests get to finish after SIGTERM/SIGINT before the process exits anyway.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -54,22 +51,20 @@ async fn main() -> ExitCode {
         Err(err) => return fail(format!("PORT: cannot read the bound address: {err}")),
     }
 
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = warp::serve(api(AppState::new(&config, db)))
-        .incoming(listener)
-        .graceful(async move {
+    let stopped = server::serve(
+        listener,
+        api(AppState::new(&config, db)),
+        Limits::default(),
+        async move {
             shutdown.await;
             log::info!("shutting down: no new connections, finishing requests in flight");
-            let _ = stopping_tx.send(true);
-        });
-    let drain_deadline = async move {
-        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        () = server.run() => log::info!("stopped"),
-        () = drain_deadline => log::warn!("stopped with requests still in flight after {DRAIN_TIMEOUT:?}"),
+        },
+    )
+    .await;
+    if stopped == Stopped::DrainTimedOut {
+        log::warn!("requests still in flight after the drain timeout were dropped");
     }
+    log::info!("stopped");
     ExitCode::SUCCESS
 }
 

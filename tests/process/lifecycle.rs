@@ -1,0 +1,104 @@
+//! Starting and stopping.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::client::*;
+
+#[test]
+fn a_bad_value_stops_the_start_with_one_line_naming_the_variable() {
+    let (_dir, path) = workdir();
+    let cases = [
+        ("PORT", "eighty"),
+        ("HOST", "not-an-address"),
+        ("TOKEN_TTL_MINUTES", "0"),
+        ("DATABASE_PATH", ":memory:"),
+        ("DATABASE_PATH", "/nonexistent-directory/for/tasky.db"),
+        ("API_KEY", "has spaces"),
+    ];
+    for (var, value) in cases {
+        let output = tasky(&path, &[(var, value)]).output().expect("run tasky");
+        assert_eq!(output.status.code(), Some(1), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{var}={value}: {stderr}");
+        assert!(
+            lines[0].starts_with(&format!("{var}: ")),
+            "{var}={value}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_address_in_use_or_missing_names_port_or_host() {
+    let (_dir, path) = workdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for (vars, var) in [
+        (vec![("PORT", port.as_str())], "PORT"),
+        (vec![("HOST", "192.0.2.123")], "HOST"),
+    ] {
+        let output = tasky(&path, &vars).output().expect("run tasky");
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with(&format!("{var}: ")), "{stderr}");
+    }
+}
+
+#[test]
+fn sigterm_lets_a_request_in_flight_finish_then_exits_zero() {
+    let (_dir, path) = workdir();
+    let mut server = Server::start(&path, &[]);
+    let address = server.address.clone();
+
+    // A signup whose body is still on its way when the signal arrives.
+    let body = br#"{"username": "slowpoke", "password": "long enough password"}"#;
+    let mut stream = TcpStream::connect(&address).unwrap();
+    let head = format!(
+        "POST /signup HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&address).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the process must wait for the request in flight"
+    );
+
+    stream.write_all(&body[10..]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains(r#""username":"slowpoke""#), "{answer}");
+    assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(0));
+}
+
+#[test]
+fn sigint_stops_an_idle_server_with_exit_zero() {
+    let (_dir, path) = workdir();
+    let mut server = Server::start(&path, &[]);
+    let mut idle = TcpStream::connect(&server.address).unwrap();
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.address).as_bytes())
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // The keep-alive connection is now idle; it must not hold the shutdown up.
+    server.signal("INT");
+    assert_eq!(server.wait(Duration::from_secs(5)).code(), Some(0));
+}
