@@ -62,6 +62,7 @@ impl From<DbError> for Error {
         match err {
             DbError::Conflict => Self::Conflict,
             DbError::Unavailable(why) => Self::Unavailable(why),
+            DbError::Replaced => Self::Unavailable("database file was replaced; reopened".into()),
             DbError::Internal(why) => Self::Internal(why),
         }
     }

@@ -53,7 +53,7 @@ async fn main() -> ExitCode {
 
     let stopped = server::serve(
         listener,
-        api(AppState::new(&config, db)),
+        api(AppState::new(&config, db.clone())),
         Limits::default(),
         async move {
             shutdown.await;
@@ -63,6 +63,9 @@ async fn main() -> ExitCode {
     .await;
     if stopped == Stopped::DrainTimedOut {
         log::warn!("requests still in flight after the drain timeout were dropped");
+    }
+    if let Err(err) = db.checkpoint().await {
+        log::warn!("could not fold the log into the database file: {err}");
     }
     log::info!("stopped");
     ExitCode::SUCCESS

@@ -9,11 +9,15 @@
 pub mod tasks;
 pub mod users;
 
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_sqlite::{Hook, HookError, Pool, PoolConfig, Runtime, Timeouts};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode};
+use tokio::sync::RwLock;
 
 mod embedded {
     refinery::embed_migrations!("sql");
@@ -25,13 +29,6 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 /// How long SQLite itself waits on a lock held by another process (a backup, the sqlite3 shell) before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
 
-/// A handle on the database; cheap to clone.
-#[derive(Clone)]
-pub struct Db {
-    reader: Pool,
-    writer: Pool,
-}
-
 /// What can go wrong in the store, sorted by what the client should be told.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -41,6 +38,10 @@ pub enum DbError {
     /// The file cannot be read or written right now (read-only, removed, disk full, locked for too long).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The file at the database's path is not the one opened: it was replaced under the running service. The
+    /// store moves to the new file; this request is not retried.
+    #[error("database file was replaced")]
+    Replaced,
     /// Anything else: a bug, not the client's doing.
     #[error("database error: {0}")]
     Internal(String),
@@ -84,31 +85,70 @@ impl From<deadpool_sqlite::PoolError> for DbError {
     }
 }
 
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: Arc<Path>,
+    /// Every operation holds this for reading while it runs; reopening holds it for writing, so it runs with
+    /// nothing in flight.
+    pools: RwLock<Pools>,
+}
+
+/// The connections to one database file.
+struct Pools {
+    reader: Pool,
+    writer: Pool,
+    /// The file they were opened on.
+    file: FileId,
+}
+
+/// Which file a path named when it was opened: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId(u64, u64);
+
 impl Db {
     /// Opens (creating if needed) the SQLite file at `path` and applies every pending migration.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
-        let readers = std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4));
-        let db = Self {
-            reader: pool(path, readers, Role::Reader)?,
-            writer: pool(path, 1, Role::Writer)?,
-        };
-        let report = db
-            .write(|conn| {
-                embedded::migrations::runner()
-                    .run(conn)
-                    .map_err(|e| DbError::Internal(e.to_string()))
-            })
-            .await?;
-        for migration in report.applied_migrations() {
-            log::info!("applied migration {}", migration);
-        }
-        Ok(db)
+        let path: Arc<Path> = Arc::from(path);
+        let pools = Pools::open(&path).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                pools: RwLock::new(pools),
+            }),
+        })
     }
 
-    /// Answers when the database can be read.
+    /// Answers when the database can be read and written: the file is where it was opened, writable, and
+    /// answers a query.
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        let path = self.inner.path.clone();
+        self.write(move |conn| {
+            // Opening for writing also notices a read-only filesystem, which the permission bits do not show.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| {
+                    DbError::Unavailable(format!("database file cannot be written: {e}"))
+                })?;
+            Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)
+        })
+        .await
+    }
+
+    /// Folds the log into the database file, so a copy of the file alone holds every write. Called once the
+    /// server has stopped; connections do not do it on close (see `configure`).
+    pub async fn checkpoint(&self) -> Result<(), DbError> {
+        let pools = self.inner.pools.write().await;
+        interact(&pools.writer, |conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Runs `f` on a reader connection, on a blocking thread.
@@ -117,17 +157,103 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        interact(&self.reader, f).await
+        let pools = self.inner.pools.read().await;
+        interact(&pools.reader, f).await
     }
 
-    /// Runs `f` on the one writer connection, on a blocking thread; concurrent writes wait their turn.
+    /// Runs `f` on the one writer connection, on a blocking thread; concurrent writes wait their turn. The
+    /// file is checked first, so nothing is written to a file that was removed, replaced or made read-only
+    /// under the running service: such a write answers 503 instead, and succeeds again once the file is back
+    /// (a file put back by another inode is reopened).
     async fn write<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        interact(&self.writer, f).await
+        let pools = self.inner.pools.read().await;
+        let (path, opened) = (self.inner.path.clone(), pools.file);
+        let result = interact(&pools.writer, move |conn| {
+            check_file(&path, opened)?;
+            f(conn)
+        })
+        .await;
+        drop(pools);
+        if let Err(DbError::Replaced) = result {
+            self.reopen(opened).await?;
+        }
+        result
     }
+
+    /// Moves to the file now at the path, once the file `stale` was replaced. Runs with no operation in flight.
+    async fn reopen(&self, stale: FileId) -> Result<(), DbError> {
+        let mut pools = self.inner.pools.write().await;
+        if pools.file != stale {
+            return Ok(()); // another request already did
+        }
+        log::warn!(
+            "{} was replaced under the running service; reopening it",
+            self.inner.path.display()
+        );
+        // Leave the old file's log empty: the new file shares the log's path, and must not meet old pages.
+        // Connections never checkpoint or remove the log on close (see `configure`), so closing the old pool
+        // later cannot touch the log the new connections use.
+        interact(&pools.writer, |conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await?;
+        *pools = Pools::open(&self.inner.path).await?;
+        Ok(())
+    }
+}
+
+impl Pools {
+    async fn open(path: &Path) -> Result<Self, DbError> {
+        let readers = std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4));
+        let (reader, writer) = (
+            pool(path, readers, Role::Reader)?,
+            pool(path, 1, Role::Writer)?,
+        );
+        let report = interact(&writer, |conn| {
+            embedded::migrations::runner()
+                .run(conn)
+                .map_err(|e| DbError::Internal(e.to_string()))
+        })
+        .await?;
+        for migration in report.applied_migrations() {
+            log::info!("applied migration {migration}");
+        }
+        let path = path.to_owned();
+        let file = interact(&writer, move |_| file_id(&path)).await?;
+        Ok(Self {
+            reader,
+            writer,
+            file,
+        })
+    }
+}
+
+/// The file at `path` now.
+fn file_id(path: &Path) -> Result<FileId, DbError> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| DbError::Unavailable(format!("database file {}: {e}", path.display())))?;
+    Ok(FileId(metadata.dev(), metadata.ino()))
+}
+
+/// Whether the file at `path` is still the writable file `opened`.
+fn check_file(path: &Path, opened: FileId) -> Result<(), DbError> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| DbError::Unavailable(format!("database file {}: {e}", path.display())))?;
+    if metadata.permissions().readonly() {
+        return Err(DbError::Unavailable(format!(
+            "database file {} is read-only",
+            path.display()
+        )));
+    }
+    if FileId(metadata.dev(), metadata.ino()) != opened {
+        return Err(DbError::Replaced);
+    }
+    Ok(())
 }
 
 async fn interact<T, F>(pool: &Pool, f: F) -> Result<T, DbError>
@@ -183,6 +309,10 @@ fn configure(conn: &mut Connection, role: Role) -> rusqlite::Result<()> {
     // promise. Only an OS crash or power loss could lose the last commits; FULL would guard against that too,
     // at the price of an fsync on every write, which the contract does not ask for.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Closing never checkpoints or removes the log: connections to a file that was replaced under the service
+    // are closed in the background, and must not delete the log that connections to the new file use. The log
+    // is checkpointed as it grows (every 1000 pages) and on reopening, and SQLite recovers it on the next open.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // Off by default in SQLite: without it ON DELETE CASCADE and the users(id) reference do nothing.
     conn.pragma_update(None, "foreign_keys", "ON")?;
     if let Role::Reader = role {

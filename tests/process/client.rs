@@ -1,11 +1,14 @@
-//! Running the built binary.
+//! Running the built binary, and a minimal HTTP/1.1 client over std sockets for talking to it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const API_KEY: &str = "process-test-key";
+pub const PASSWORD: &str = "process test password";
 
 /// The binary with a database in `dir` on a free port; `vars` are added to (or override) that.
 pub fn tasky(dir: &Path, vars: &[(&str, &str)]) -> Command {
@@ -28,14 +31,25 @@ pub fn tasky(dir: &Path, vars: &[(&str, &str)]) -> Command {
 pub struct Server {
     pub child: Child,
     pub address: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts the binary on `dir` and waits until it listens.
     pub fn start(dir: &Path, vars: &[(&str, &str)]) -> Self {
         let mut child = tasky(dir, vars).spawn().expect("start tasky");
-        let address = listening_address(&mut child);
-        Self { child, address }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let address = listening_address(&mut child, log.clone());
+        Self {
+            child,
+            address,
+            log,
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Sends `signal` (TERM, INT, KILL) to the process.
@@ -61,6 +75,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(Duration::from_secs(30))
+    }
 }
 
 impl Drop for Server {
@@ -72,8 +92,8 @@ impl Drop for Server {
     }
 }
 
-/// Waits for the "listening on http://ADDR" log line and returns ADDR.
-fn listening_address(child: &mut Child) -> String {
+/// Waits for the "listening on http://ADDR" log line and returns ADDR; every line goes into `log`.
+fn listening_address(child: &mut Child, log: Arc<Mutex<Vec<String>>>) -> String {
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut lines = BufReader::new(stderr).lines();
     let address = loop {
@@ -81,13 +101,191 @@ fn listening_address(child: &mut Child) -> String {
             .next()
             .expect("the server logs its address first")
             .expect("utf-8");
+        log.lock().unwrap().push(line.clone());
         if let Some((_, address)) = line.split_once("listening on http://") {
             break address.trim().to_owned();
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
     address
+}
+
+/// A whole HTTP answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// A header's value (names compared ignoring case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    /// The JSON body.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Why a request got no whole answer.
+#[derive(Debug)]
+pub enum Failure {
+    /// The server did not take the connection: refused at connect, or reset before a single byte of answer
+    /// (a connection the kernel queued but the server never accepted).
+    Refused,
+    /// Taken, but the answer was cut short or never came.
+    Incomplete(String),
+}
+
+/// One request on a fresh connection (`Connection: close`). `body` is (content type, bytes).
+pub fn send(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Result<Answer, Failure> {
+    let mut stream = TcpStream::connect(address).map_err(|_| Failure::Refused)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some((content_type, bytes)) = body {
+        request.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    request.push_str("\r\n");
+    if let Some((_, bytes)) = body {
+        request.push_str(bytes);
+    }
+    if let Err(e) = stream.write_all(request.as_bytes()) {
+        return Err(match e.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                Failure::Refused
+            }
+            _ => Failure::Incomplete(format!("write: {e}")),
+        });
+    }
+    let mut raw = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut raw) {
+        if raw.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset {
+            return Err(Failure::Refused);
+        }
+        return Err(Failure::Incomplete(format!(
+            "read: {e} after {} bytes",
+            raw.len()
+        )));
+    }
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| Failure::Incomplete(format!("no head: {raw:?}")))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Incomplete(format!("no status: {head:?}")))?;
+    let answer = Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    };
+    if let Some(length) = answer
+        .header("content-length")
+        .and_then(|l| l.parse::<usize>().ok())
+        && answer.body.len() != length
+    {
+        return Err(Failure::Incomplete(format!(
+            "{} of {length} body bytes",
+            answer.body.len()
+        )));
+    }
+    Ok(answer)
+}
+
+/// Signs `username` up and returns its bearer token.
+pub fn user(address: &str, username: &str) -> String {
+    let signup = format!(r#"{{"username": "{username}", "password": "{PASSWORD}"}}"#);
+    let answer = send(
+        address,
+        "POST",
+        "/signup",
+        &[],
+        Some(("application/json", &signup)),
+    )
+    .expect("signup");
+    assert_eq!(answer.status, 201, "signup {username}: {}", answer.body);
+    login(address, username)
+}
+
+/// Logs `username` in and returns its bearer token.
+pub fn login(address: &str, username: &str) -> String {
+    let form = format!(
+        "username={username}&password={}",
+        PASSWORD.replace(' ', "+")
+    );
+    let answer = send(
+        address,
+        "POST",
+        "/token",
+        &[],
+        Some(("application/x-www-form-urlencoded", &form)),
+    )
+    .expect("login");
+    assert_eq!(answer.status, 200, "login {username}: {}", answer.body);
+    answer.json()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+/// A request with both credentials.
+pub fn authorized(
+    address: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<Answer, Failure> {
+    let bearer = format!("Bearer {token}");
+    let headers = [("Authorization", bearer.as_str()), ("X-API-Key", API_KEY)];
+    send(
+        address,
+        method,
+        path,
+        &headers,
+        json.map(|body| ("application/json", body)),
+    )
+}
+
+/// Every task of a user, newest first, following the pages.
+pub fn all_tasks(address: &str, token: &str) -> Vec<serde_json::Value> {
+    let mut tasks = Vec::new();
+    loop {
+        let path = format!("/tasks?limit=1000&offset={}", tasks.len());
+        let answer = authorized(address, token, "GET", &path, None).expect("list");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let page = answer.json().as_array().expect("array").clone();
+        if page.is_empty() {
+            return tasks;
+        }
+        tasks.extend(page);
+    }
 }
 
 /// A temporary directory for a database, kept while the test runs.

@@ -102,3 +102,30 @@ fn sigint_stops_an_idle_server_with_exit_zero() {
     server.signal("INT");
     assert_eq!(server.wait(Duration::from_secs(5)).code(), Some(0));
 }
+
+#[test]
+fn a_clean_stop_leaves_every_write_in_the_database_file_itself() {
+    let (_dir, path) = workdir();
+    let server = Server::start(&path, &[]);
+    let token = user(&server.address, "tidy");
+    let answer = authorized(
+        &server.address,
+        &token,
+        "POST",
+        "/tasks",
+        Some(r#"{"title": "kept"}"#),
+    )
+    .unwrap();
+    assert_eq!(answer.status, 201);
+    assert_eq!(server.stop().code(), Some(0));
+    // Copy the main file alone, as a naive backup would, and read it.
+    let copy = path.join("copy.db");
+    std::fs::copy(path.join("tasky.db"), &copy).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let titles: i64 = conn
+        .query_row("SELECT count(*) FROM tasks WHERE title = 'kept'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(titles, 1);
+}
