@@ -24,6 +24,25 @@ pub struct Config {
     pub jwt_secret: Option<Secret>,
     /// `TOKEN_TTL_MINUTES`: how long an access token lives.
     pub token_ttl: Duration,
+    /// `CORS_ORIGINS`: which browser origins may call the API.
+    pub cors_origins: CorsOrigins,
+    /// `LOGIN_RATE_LIMIT`: failed logins allowed per minute for one username from one address (10x that per
+    /// address); 0 turns the limit off.
+    pub login_rate_limit: u32,
+    /// `TRUST_PROXY`: take the client address from the first `X-Forwarded-For` hop.
+    pub trust_proxy: bool,
+}
+
+/// The origins allowed to call the API from a browser.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers at all: browsers keep other origins out.
+    #[default]
+    None,
+    /// `*`: any origin.
+    Any,
+    /// These origins exactly (scheme, host and port, as browsers send `Origin`).
+    List(Vec<String>),
 }
 
 impl Default for Config {
@@ -35,9 +54,16 @@ impl Default for Config {
             api_key: Secret::from("123456"),
             jwt_secret: None,
             token_ttl: Duration::from_secs(30 * 60),
+            cors_origins: CorsOrigins::None,
+            login_rate_limit: 10,
+            trust_proxy: false,
         }
     }
 }
+
+/// The shortest `JWT_SECRET` accepted: HS256 keys should be at least as long as its 256-bit output (RFC 7518
+/// §3.2), and a shorter secret is within reach of offline guessing from any one token.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// Longest token lifetime accepted: one year.
 const MAX_TTL_MINUTES: u64 = 365 * 24 * 60;
@@ -86,6 +112,15 @@ impl Config {
             config.api_key = Secret::from(raw.as_str());
         }
         if let Some(raw) = var("JWT_SECRET") {
+            if raw.len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes, got {} (e.g. `openssl rand -base64 48`)",
+                        raw.len()
+                    ),
+                ));
+            }
             config.jwt_secret = Some(Secret::from(raw.as_str()));
         }
         if let Some(raw) = var("TOKEN_TTL_MINUTES") {
@@ -102,6 +137,29 @@ impl Config {
                 ));
             }
             config.token_ttl = Duration::from_secs(minutes * 60);
+        }
+        if let Some(raw) = var("CORS_ORIGINS") {
+            config.cors_origins = parse_origins(&raw)?;
+        }
+        if let Some(raw) = var("LOGIN_RATE_LIMIT") {
+            config.login_rate_limit = raw.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "LOGIN_RATE_LIMIT",
+                    format!("not a whole number (0 turns it off): {raw:?}"),
+                )
+            })?;
+        }
+        if let Some(raw) = var("TRUST_PROXY") {
+            config.trust_proxy = match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::new(
+                        "TRUST_PROXY",
+                        format!("not true or false: {raw:?}"),
+                    ));
+                }
+            };
         }
         Ok(config)
     }
@@ -128,6 +186,38 @@ impl From<Vec<u8>> for Secret {
     fn from(value: Vec<u8>) -> Self {
         Self(value)
     }
+}
+
+/// `*`, or a comma-separated list of origins such as `https://app.example.com,http://localhost:5173`.
+fn parse_origins(raw: &str) -> Result<CorsOrigins, ConfigError> {
+    let origins: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins == ["*"] {
+        return Ok(CorsOrigins::Any);
+    }
+    let mut list = Vec::with_capacity(origins.len());
+    for origin in origins {
+        let well_formed = origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https")
+                && !rest.is_empty()
+                && !rest.contains(['/', '*', ' '])
+        });
+        if !well_formed {
+            return Err(ConfigError::new(
+                "CORS_ORIGINS",
+                format!("not an origin like https://app.example.com (or a lone *): {origin:?}"),
+            ));
+        }
+        list.push(origin.to_ascii_lowercase());
+    }
+    Ok(if list.is_empty() {
+        CorsOrigins::None
+    } else {
+        CorsOrigins::List(list)
+    })
 }
 
 impl fmt::Debug for Secret {
@@ -182,6 +272,9 @@ mod tests {
         assert_eq!(config.api_key.expose(), b"123456");
         assert!(config.jwt_secret.is_none());
         assert_eq!(config.token_ttl, Duration::from_secs(1800));
+        assert_eq!(config.cors_origins, CorsOrigins::None);
+        assert_eq!(config.login_rate_limit, 10);
+        assert!(!config.trust_proxy);
     }
 
     #[test]
@@ -193,8 +286,23 @@ mod tests {
             ("API_KEY", "k-e-y"),
             ("JWT_SECRET", "a-secret-of-a-decent-length-0123456789"),
             ("TOKEN_TTL_MINUTES", "5"),
+            (
+                "CORS_ORIGINS",
+                "https://App.example.com, http://localhost:5173",
+            ),
+            ("LOGIN_RATE_LIMIT", "0"),
+            ("TRUST_PROXY", "true"),
         ])
         .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            CorsOrigins::List(vec![
+                "https://app.example.com".into(),
+                "http://localhost:5173".into()
+            ])
+        );
+        assert_eq!(config.login_rate_limit, 0);
+        assert!(config.trust_proxy);
         assert_eq!(config.host, "0.0.0.0".parse::<IpAddr>().unwrap());
         assert_eq!(config.port, 9000);
         assert_eq!(config.database_path, PathBuf::from("/data/tasky.db"));
@@ -204,6 +312,13 @@ mod tests {
             b"a-secret-of-a-decent-length-0123456789"
         );
         assert_eq!(config.token_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_secret_of_32_bytes_is_enough_and_a_lone_star_means_any_origin() {
+        let config = parse(&[("JWT_SECRET", &"s".repeat(32)), ("CORS_ORIGINS", " * ")]).unwrap();
+        assert_eq!(config.jwt_secret.unwrap().expose().len(), 32);
+        assert_eq!(config.cors_origins, CorsOrigins::Any);
     }
 
     #[test]
@@ -235,6 +350,23 @@ mod tests {
             "DATABASE_PATH"
         );
         assert_eq!(rejected(&[("API_KEY", "with space")]), "API_KEY");
+        assert_eq!(
+            rejected(&[("JWT_SECRET", "too-short-secret")]),
+            "JWT_SECRET"
+        );
+        assert_eq!(rejected(&[("JWT_SECRET", &"x".repeat(31))]), "JWT_SECRET");
+        assert_eq!(rejected(&[("CORS_ORIGINS", "example.com")]), "CORS_ORIGINS");
+        assert_eq!(
+            rejected(&[("CORS_ORIGINS", "https://a.example, *")]),
+            "CORS_ORIGINS"
+        );
+        assert_eq!(
+            rejected(&[("CORS_ORIGINS", "https://example.com/path")]),
+            "CORS_ORIGINS"
+        );
+        assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "-1")]), "LOGIN_RATE_LIMIT");
+        assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "ten")]), "LOGIN_RATE_LIMIT");
+        assert_eq!(rejected(&[("TRUST_PROXY", "maybe")]), "TRUST_PROXY");
     }
 
     #[test]
@@ -248,7 +380,10 @@ mod tests {
     fn debug_output_hides_the_secrets() {
         let config = parse(&[
             ("API_KEY", "visible-key"),
-            ("JWT_SECRET", "visible-jwt-secret"),
+            (
+                "JWT_SECRET",
+                "visible-jwt-secret-long-enough-to-be-accepted",
+            ),
         ])
         .unwrap();
         let debug = format!("{config:?}");

@@ -44,6 +44,9 @@ pub enum Error {
     /// A known path with a method it does not serve; `allow` is the `Allow` header.
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
+    /// Too many failed logins; the client may try again after this many seconds.
+    #[error("too many login attempts")]
+    TooManyAttempts { retry_after: u64 },
     /// The request did not arrive in time (a body trickling in).
     #[error("request timeout")]
     RequestTimeout,
@@ -263,6 +266,13 @@ impl Error {
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
+                response
+            }
+            Self::TooManyAttempts { retry_after } => {
+                let mut response = answer(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts");
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
                 response
             }
             Self::RequestTimeout => answer(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),

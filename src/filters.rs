@@ -3,7 +3,7 @@
 //! Each one rejects with the crate's [`Error`], so whatever fails first is what [`crate::error::recover`]
 //! answers; the order they are chained in (credentials before the path id and the body) is the order of checks.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -19,6 +19,7 @@ use crate::auth::Tokens;
 use crate::db::{self, Db};
 use crate::domain::User;
 use crate::error::{Error, FieldError, Problem};
+use crate::limiter::LoginLimiter;
 
 /// Largest request body accepted, counted in bytes actually received (chunked bodies included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -33,6 +34,12 @@ pub fn with_db(state: &AppState) -> BoxedFilter<(Db,)> {
     warp::any().map(move || db.clone()).boxed()
 }
 
+/// The login rate limiter.
+pub fn with_login_limiter(state: &AppState) -> BoxedFilter<(Arc<LoginLimiter>,)> {
+    let limiter = state.login_limiter.clone();
+    warp::any().map(move || limiter.clone()).boxed()
+}
+
 /// The token issuer.
 pub fn with_tokens(state: &AppState) -> BoxedFilter<(Arc<Tokens>,)> {
     let tokens = state.tokens.clone();
@@ -42,6 +49,31 @@ pub fn with_tokens(state: &AppState) -> BoxedFilter<(Arc<Tokens>,)> {
 /// The TCP peer of a request, put in its extensions by [`crate::server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The client's address: with `TRUST_PROXY`, the first `X-Forwarded-For` hop (what the proxy saw); otherwise,
+/// or when that header is missing or unreadable, the TCP peer.
+pub fn client_address(state: &AppState) -> BoxedFilter<(IpAddr,)> {
+    let trust_proxy = state.trust_proxy;
+    warp::ext::optional::<PeerAddr>()
+        .and(header("x-forwarded-for"))
+        .map(move |peer: Option<PeerAddr>, forwarded: Option<String>| {
+            let forwarded = forwarded.filter(|_| trust_proxy);
+            forwarded
+                .as_deref()
+                .and_then(first_hop)
+                .or(peer.map(|PeerAddr(addr)| addr.ip()))
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        })
+        .boxed()
+}
+
+/// The first address of an `X-Forwarded-For` list, with or without a port.
+fn first_hop(forwarded: &str) -> Option<IpAddr> {
+    let hop = forwarded.split(',').next()?.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
 
 /// Requires `X-API-Key` to equal the configured key, compared in constant time.
 pub fn api_key(state: &AppState) -> BoxedFilter<()> {
@@ -87,7 +119,7 @@ fn bearer_token(header: &str) -> Option<&str> {
 }
 
 /// A request header as text; a value that is not visible ASCII counts as absent, since no credential has one.
-fn header(name: &'static str) -> BoxedFilter<(Option<String>,)> {
+pub(crate) fn header(name: &'static str) -> BoxedFilter<(Option<String>,)> {
     warp::header::optional::<String>(name)
         .or_else(|_| future::ok::<_, Rejection>((None,)))
         .boxed()
@@ -265,6 +297,28 @@ mod tests {
         assert_eq!(bearer_token("Bearer "), None);
         assert_eq!(bearer_token("Bearer"), None);
         assert_eq!(bearer_token("Basic abc"), None);
+    }
+
+    #[test]
+    fn the_first_forwarded_hop_is_the_client() {
+        assert_eq!(
+            first_hop("203.0.113.7, 10.0.0.1"),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            first_hop(" 203.0.113.7:4711 "),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            first_hop("[2001:db8::1]:443, 10.0.0.1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            first_hop("2001:db8::1"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(first_hop("unknown, 10.0.0.1"), None);
+        assert_eq!(first_hop(""), None);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`filters`]: `api_key`, `jwt_user`, `with_db` and the size-limited body parsers every endpoint chains.
 //! - [`routes`]: one small named filter per endpoint, grouped by resource, and their handlers.
 //! - [`error`]: the one [`error::Error`] type and [`error::recover`], the only code that picks status codes.
+//! - [`limiter`]: the login rate limit, in bounded memory.
+//! - [`cors`]: CORS for the browser origins of `CORS_ORIGINS`.
 //! - [`server`]: the HTTP/1.1 serve loop, with timeouts and a graceful stop.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the routes' annotations and the domain's limits.
 //!
@@ -18,26 +20,31 @@
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod filters;
+pub mod limiter;
 pub mod openapi;
 pub mod routes;
 pub mod server;
 
 use std::sync::Arc;
 
-use warp::Filter;
 use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, header};
+use warp::reply::Response;
+use warp::{Filter, Reply};
 
 use crate::auth::Tokens;
-use crate::config::{Config, Secret};
+use crate::config::{Config, CorsOrigins, Secret};
 use crate::db::Db;
+use crate::limiter::LoginLimiter;
 
 /// An endpoint, or a group of them: a filter that answers with one response type. Erased so signatures stay
 /// short and compiles fast.
-pub type Route = BoxedFilter<(warp::reply::Response,)>;
+pub type Route = BoxedFilter<(Response,)>;
 
 /// What the filters and handlers need; cheap to clone.
 #[derive(Clone)]
@@ -48,6 +55,12 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// The value `X-API-Key` must carry.
     pub api_key: Arc<Secret>,
+    /// Counts failed logins.
+    pub login_limiter: Arc<LoginLimiter>,
+    /// Whether `X-Forwarded-For` names the client.
+    pub trust_proxy: bool,
+    /// Which browser origins may call the API.
+    pub cors_origins: CorsOrigins,
 }
 
 impl AppState {
@@ -62,12 +75,15 @@ impl AppState {
             db,
             tokens: Arc::new(Tokens::new(secret.expose(), config.token_ttl)),
             api_key: Arc::new(config.api_key.clone()),
+            login_limiter: Arc::new(LoginLimiter::new(config.login_rate_limit)),
+            trust_proxy: config.trust_proxy,
+            cors_origins: config.cors_origins.clone(),
         }
     }
 }
 
 /// The whole service: the body size limit, every endpoint, the 405 fallback, JSON errors for every rejection,
-/// and an access log.
+/// CORS, the headers every answer carries, and an access log.
 pub fn api(state: AppState) -> Route {
     let endpoints = routes::users::routes(&state)
         .or(routes::tasks::routes(&state))
@@ -76,11 +92,30 @@ pub fn api(state: AppState) -> Route {
         .unify()
         .or(routes::method_not_allowed())
         .unify();
-    filters::declared_body_limit()
+    let answered = filters::declared_body_limit()
         .and(endpoints)
         .recover(error::recover)
         .unify()
+        .boxed();
+    cors::wrap(answered, &state.cors_origins)
+        .map(|mut response: Response| {
+            protect(response.headers_mut());
+            response
+        })
         .with(warp::log("tasky::access"))
-        .map(warp::Reply::into_response)
+        .map(Reply::into_response)
         .boxed()
+}
+
+/// Headers for every answer: browsers must not guess a content type (a JSON error rendered as HTML is a script
+/// injection), and nothing the API answers may be cached unless its route says so (tokens and task data are
+/// private, RFC 6749 §5.1 for the former).
+fn protect(headers: &mut HeaderMap) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
 }

@@ -324,6 +324,12 @@ error_responses! {
     /// 404 for a task that does not exist or is someone else's.
     TaskNotFound: "404" => error_response(
         "No such task among yours (another user's task is not found either)", &[("not_found", "Task not found")], false);
+    /// 408 for a body that does not arrive in time.
+    SlowBody: "408" => error_response(
+        "The body did not arrive within 30 s of the request's head", &[("timeout", "Request Timeout")], false);
+    /// 503 when the database cannot be read or written (read-only, removed, full, or overloaded).
+    StorageUnavailable: "503" => error_response(
+        "The database cannot serve the request right now; nothing was changed", &[("unavailable", "Service temporarily unavailable")], false);
     /// 413 for bodies over the size limit.
     TooLarge: "413" => error_response(
         "The body is over 64 KiB, declared or counted", &[("too_large", "Content Too Large")], false);

@@ -83,6 +83,9 @@ pub(crate) fn meta_openapi() -> Route {
                 HeaderValue::from_static("application/json"),
             );
             response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
         })
         .boxed()
 }
@@ -201,6 +204,7 @@ impl DocsPage {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(DOCS_CSP),
         );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response
     }
 

@@ -13,8 +13,8 @@ use crate::domain::{
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{Fields, api_key, json_body, jwt_user, query_fields, with_db};
 use crate::openapi::{
-    MalformedBody, NewTaskRequest, TaskChangesRequest, TaskNotFound, TooLarge, Unauthorized,
-    Unprocessable,
+    MalformedBody, NewTaskRequest, SlowBody, StorageUnavailable, TaskChangesRequest, TaskNotFound,
+    TooLarge, Unauthorized, Unprocessable,
 };
 use crate::{AppState, Route};
 
@@ -41,7 +41,7 @@ pub fn routes(state: &AppState) -> Route {
     responses(
         (status = 201, description = "The new task", body = Task,
             headers(("Location" = String, description = "`/tasks/{id}` of the new task"))),
-        MalformedBody, Unauthorized, TooLarge, Unprocessable,
+        MalformedBody, SlowBody, Unauthorized, TooLarge, Unprocessable, StorageUnavailable,
     ),
     security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
 )]
@@ -70,7 +70,7 @@ pub(crate) fn tasks_create(state: &AppState) -> Route {
     responses(
         (status = 200, description = "One page of tasks", body = [Task],
             headers(("X-Total-Count" = i64, description = "How many tasks match, before paging"))),
-        Unauthorized, Unprocessable,
+        Unauthorized, Unprocessable, StorageUnavailable,
     ),
     security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
 )]
@@ -90,7 +90,7 @@ pub(crate) fn tasks_list(state: &AppState) -> Route {
     get, path = "/tasks/{id}", operation_id = "read_task", tag = "tasks",
     summary = "Read a task",
     params(("id" = i64, Path, minimum = 1, description = "The task's id", example = 7)),
-    responses((status = 200, description = "The task", body = Task), Unauthorized, TaskNotFound, Unprocessable),
+    responses((status = 200, description = "The task", body = Task), Unauthorized, TaskNotFound, Unprocessable, StorageUnavailable),
     security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
 )]
 pub(crate) fn tasks_get(state: &AppState) -> Route {
@@ -113,7 +113,7 @@ pub(crate) fn tasks_get(state: &AppState) -> Route {
     request_body(content = TaskChangesRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The task as changed", body = Task),
-        MalformedBody, Unauthorized, TaskNotFound, TooLarge, Unprocessable,
+        MalformedBody, SlowBody, Unauthorized, TaskNotFound, TooLarge, Unprocessable, StorageUnavailable,
     ),
     security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
 )]
@@ -133,7 +133,7 @@ pub(crate) fn tasks_update(state: &AppState) -> Route {
     delete, path = "/tasks/{id}", operation_id = "delete_task", tag = "tasks",
     summary = "Delete a task",
     params(("id" = i64, Path, minimum = 1, description = "The task's id", example = 7)),
-    responses((status = 204, description = "Deleted"), Unauthorized, TaskNotFound, Unprocessable),
+    responses((status = 204, description = "Deleted"), Unauthorized, TaskNotFound, Unprocessable, StorageUnavailable),
     security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
 )]
 pub(crate) fn tasks_delete(state: &AppState) -> Route {

@@ -1,5 +1,6 @@
 //! `/signup`, `/token` and `/users/me`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -13,9 +14,14 @@ use crate::auth::{self, Tokens};
 use crate::db::{self, Db};
 use crate::domain::{Invalid, Password, User, Username};
 use crate::error::{Error, FieldError, Problem};
-use crate::filters::{Fields, api_key, form_body, json_body, jwt_user, with_db, with_tokens};
+use crate::filters::{
+    Fields, api_key, client_address, form_body, json_body, jwt_user, with_db, with_login_limiter,
+    with_tokens,
+};
+use crate::limiter::{LoginLimiter, RetryAfter};
 use crate::openapi::{
-    ErrorDetail, LoginForm, MalformedBody, SignupRequest, TooLarge, Unauthorized, Unprocessable,
+    ErrorDetail, LoginForm, MalformedBody, SignupRequest, SlowBody, StorageUnavailable, TooLarge,
+    Unauthorized, Unprocessable,
 };
 use crate::{AppState, Route};
 
@@ -37,11 +43,11 @@ pub fn routes(state: &AppState) -> Route {
     request_body(content = SignupRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The new user", body = User),
-        MalformedBody,
+        MalformedBody, SlowBody,
         (status = 409, description = "The username is taken", body = ErrorDetail,
             example = json!({"detail": "Username already registered"})),
         TooLarge,
-        Unprocessable,
+        Unprocessable, StorageUnavailable,
     ),
 )]
 pub(crate) fn users_signup(state: &AppState) -> Route {
@@ -65,20 +71,26 @@ pub(crate) fn users_signup(state: &AppState) -> Route {
             ("Cache-Control" = String, description = "`no-store`: a token must not be cached (RFC 6749 §5.1)"),
             ("Pragma" = String, description = "`no-cache`"),
         )),
-        MalformedBody,
+        MalformedBody, SlowBody,
         (status = 401, description = "Wrong username or password", body = ErrorDetail,
             headers(("WWW-Authenticate" = String, description = "`Bearer`")),
             example = json!({"detail": "Incorrect username or password"})),
         TooLarge,
-        Unprocessable,
+        Unprocessable, StorageUnavailable,
+        (status = 429, description = "Too many failed logins for this username from this address (or from this \
+            address overall); the answer is the same whether or not the password is right", body = ErrorDetail,
+            headers(("Retry-After" = i64, description = "Seconds to wait before the next attempt")),
+            example = json!({"detail": "Too many login attempts"})),
     ),
 )]
 pub(crate) fn users_token(state: &AppState) -> Route {
     warp::path!("token")
         .and(warp::post())
+        .and(client_address(state))
         .and(form_body())
         .and(with_db(state))
         .and(with_tokens(state))
+        .and(with_login_limiter(state))
         .and_then(log_in)
         .boxed()
 }
@@ -89,7 +101,7 @@ pub(crate) fn users_token(state: &AppState) -> Route {
     summary = "The current user",
     responses(
         (status = 200, description = "Who the token belongs to", body = User),
-        Unauthorized,
+        Unauthorized, StorageUnavailable,
     ),
     security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
 )]
@@ -190,8 +202,18 @@ pub struct AccessToken {
     expires_in: u64,
 }
 
-async fn log_in(form: Fields, db: Db, tokens: Arc<Tokens>) -> Result<Response, Rejection> {
+async fn log_in(
+    address: IpAddr,
+    form: Fields,
+    db: Db,
+    tokens: Arc<Tokens>,
+    limiter: Arc<LoginLimiter>,
+) -> Result<Response, Rejection> {
     let Login { username, password } = form.try_into().map_err(Error::Validation)?;
+    // Counted before the password is checked: a refused attempt costs no hashing, right password or not.
+    let attempt = limiter
+        .begin(&username, address)
+        .map_err(|RetryAfter(retry_after)| Error::TooManyAttempts { retry_after })?;
     let credentials = db::users::find_credentials(&db, username)
         .await
         .map_err(Error::from)?;
@@ -199,6 +221,7 @@ async fn log_in(form: Fields, db: Db, tokens: Arc<Tokens>) -> Result<Response, R
     // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
     let valid = auth::verify_password(password, stored_hash).await?;
     let user_id = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
+    attempt.succeeded(&limiter);
     let body = AccessToken {
         access_token: tokens.issue(user_id)?,
         token_type: "bearer",

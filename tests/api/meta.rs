@@ -253,20 +253,39 @@ async fn responses_document_every_status_header_and_an_example() {
             .cloned()
             .collect()
     };
-    assert_eq!(
-        codes("post", "/signup"),
-        ["201", "400", "409", "413", "422"]
-    );
-    assert_eq!(codes("post", "/token"), ["200", "400", "401", "413", "422"]);
-    assert_eq!(codes("get", "/users/me"), ["200", "401"]);
-    assert_eq!(codes("post", "/tasks"), ["201", "400", "401", "413", "422"]);
-    assert_eq!(codes("get", "/tasks"), ["200", "401", "422"]);
-    assert_eq!(codes("get", "/tasks/{id}"), ["200", "401", "404", "422"]);
-    assert_eq!(
-        codes("put", "/tasks/{id}"),
-        ["200", "400", "401", "404", "413", "422"]
-    );
-    assert_eq!(codes("delete", "/tasks/{id}"), ["204", "401", "404", "422"]);
+    let expected: [(&str, &str, &[&str]); 8] = [
+        (
+            "post",
+            "/signup",
+            &["201", "400", "408", "409", "413", "422", "503"],
+        ),
+        (
+            "post",
+            "/token",
+            &["200", "400", "401", "408", "413", "422", "429", "503"],
+        ),
+        ("get", "/users/me", &["200", "401", "503"]),
+        (
+            "post",
+            "/tasks",
+            &["201", "400", "401", "408", "413", "422", "503"],
+        ),
+        ("get", "/tasks", &["200", "401", "422", "503"]),
+        ("get", "/tasks/{id}", &["200", "401", "404", "422", "503"]),
+        (
+            "put",
+            "/tasks/{id}",
+            &["200", "400", "401", "404", "408", "413", "422", "503"],
+        ),
+        (
+            "delete",
+            "/tasks/{id}",
+            &["204", "401", "404", "422", "503"],
+        ),
+    ];
+    for (method, path, statuses) in expected {
+        assert_eq!(codes(method, path), statuses, "{method} {path}");
+    }
     assert_eq!(codes("get", "/healthz"), ["200", "503"]);
 
     assert!(responses("post", "/tasks")["201"]["headers"]["Location"].is_object());
@@ -274,6 +293,7 @@ async fn responses_document_every_status_header_and_an_example() {
     assert!(responses("get", "/tasks")["401"]["headers"]["WWW-Authenticate"].is_object());
     assert!(responses("post", "/token")["401"]["headers"]["WWW-Authenticate"].is_object());
     assert!(responses("post", "/token")["200"]["headers"]["Cache-Control"].is_object());
+    assert!(responses("post", "/token")["429"]["headers"]["Retry-After"].is_object());
     assert_eq!(
         responses("put", "/tasks/{id}")["422"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/ValidationError"
