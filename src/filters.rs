@@ -362,6 +362,21 @@ mod tests {
         assert_eq!(errors, vec![FieldError::malformed_json(13)]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_is_parsed_or_refused_without_panicking(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse_json::<Map<String, Value>>(None, &body);
+            let _ = Fields(form_urlencoded_pairs(&body)).last("username");
+        }
+
+        #[test]
+        fn json_objects_are_accepted_whole(object in proptest::collection::btree_map("\\PC{0,12}", "\\PC{0,12}", 0..8)) {
+            let body = serde_json::to_vec(&object).unwrap();
+            let parsed: Map<String, Value> = parse_json(Some("application/json"), &body).unwrap();
+            proptest::prop_assert_eq!(parsed.len(), object.len());
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_body_that_never_finishes_times_out() {
         let never = futures_util::stream::pending::<Result<Bytes, warp::Error>>();

@@ -54,3 +54,89 @@ fn check_range(value: i64, min: i64, max: i64) -> Result<i64, Invalid> {
         Ok(value)
     }
 }
+
+/// Every parser of the domain against arbitrary input: none panics, each accepts exactly what its rule says, and
+/// what it accepts comes back unchanged (trimmed, for titles).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn chars(s: &str) -> usize {
+        s.chars().count()
+    }
+
+    proptest! {
+        #[test]
+        fn usernames(raw in prop_oneof![any::<String>(), "[A-Za-z0-9_.-]{0,40}", "[a-z0-9 _.!é-]{0,40}"]) {
+            let rule = (3..=32).contains(&chars(&raw))
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            match Username::parse(raw.clone()) {
+                Ok(username) => {
+                    prop_assert!(rule);
+                    prop_assert_eq!(username.as_str(), raw.as_str());
+                }
+                Err(_) => prop_assert!(!rule),
+            }
+        }
+
+        #[test]
+        fn passwords(raw in prop_oneof![any::<String>(), "\\PC{0,140}"]) {
+            match Password::parse(raw.clone()) {
+                Ok(password) => {
+                    prop_assert!((8..=128).contains(&chars(&raw)));
+                    prop_assert_eq!(password.expose(), raw.as_str());
+                }
+                Err(_) => prop_assert!(!(8..=128).contains(&chars(&raw))),
+            }
+        }
+
+        #[test]
+        fn titles(raw in prop_oneof![any::<String>(), "\\s{0,3}\\PC{0,210}\\s{0,3}", "[ \\t\\n\\u{a0}\\u{3000}x]{0,8}"]) {
+            let trimmed = raw.trim();
+            match TaskTitle::parse(raw.clone()) {
+                Ok(title) => {
+                    prop_assert!((1..=200).contains(&chars(trimmed)));
+                    prop_assert_eq!(title.as_str(), trimmed);
+                    prop_assert_eq!(TaskTitle::parse(title.as_str().to_owned()), Ok(title));
+                }
+                Err(_) => prop_assert!(!(1..=200).contains(&chars(trimmed))),
+            }
+        }
+
+        #[test]
+        fn descriptions(raw in prop_oneof![any::<String>(), "\\PC{9990,10010}"]) {
+            match TaskDescription::parse(raw.clone()) {
+                Ok(description) => {
+                    prop_assert!(chars(&raw) <= 10_000);
+                    prop_assert_eq!(description.as_str(), raw.as_str());
+                }
+                Err(_) => prop_assert!(chars(&raw) > 10_000),
+            }
+        }
+
+        #[test]
+        fn statuses(raw in prop_oneof![any::<String>(), "(pending|completed|Pending|done| pending)"]) {
+            match TaskStatus::parse(&raw) {
+                Ok(status) => prop_assert_eq!(status.as_str(), raw.as_str()),
+                Err(_) => prop_assert!(raw != "pending" && raw != "completed"),
+            }
+        }
+
+        #[test]
+        fn numbers(raw in any::<i64>()) {
+            prop_assert_eq!(TaskId::parse(raw).ok().map(|id| id.0), (raw >= 1).then_some(raw));
+            prop_assert_eq!(Limit::parse(raw).ok().map(|l| i64::from(l.get())), (1..=1000).contains(&raw).then_some(raw));
+            prop_assert_eq!(Offset::parse(raw).ok().map(Offset::get), (raw >= 0).then_some(raw));
+        }
+
+        #[test]
+        fn timestamps(seconds in 0i64..253_402_300_799, raw in any::<String>()) {
+            let _ = Timestamp::parse_rfc3339(&raw);
+            let Some(instant) = chrono::DateTime::from_timestamp(seconds, 0) else { return Ok(()) };
+            let timestamp = Timestamp::parse_rfc3339(&instant.to_rfc3339()).expect("chrono writes RFC 3339");
+            prop_assert_eq!(Timestamp::parse_rfc3339(&timestamp.to_rfc3339()), Some(timestamp));
+        }
+    }
+}

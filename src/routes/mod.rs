@@ -243,4 +243,13 @@ mod tests {
             Err(Invalid::TooSmall { min: 0 }.into())
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn integers_never_panic_and_keep_their_value(raw in proptest::prelude::any::<String>(), n in proptest::prelude::any::<i64>()) {
+            let _ = integer(&raw, Offset::parse);
+            proptest::prop_assert_eq!(integer(&n.to_string(), Ok::<_, Invalid>), Ok(n));
+            proptest::prop_assert_eq!(integer(&format!(" {n} "), Ok::<_, Invalid>), Ok(n));
+        }
+    }
 }
