@@ -256,6 +256,24 @@ fn check_file(path: &Path, opened: FileId) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Runs a write statement with a `RETURNING` clause and reads the row it returns (if any), stepping the
+/// statement to its end. SQLite runs the WAL hook, and with it the automatic checkpoint, only when a statement
+/// reaches its end; one reset after its first row, as `query_row` does, commits without ever checkpointing, and
+/// the log then grows without bound.
+fn returning<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    let mut rows = stmt.query(params)?;
+    let value = match rows.next()? {
+        Some(row) => Some(read(row)?),
+        None => None,
+    };
+    while rows.next()?.is_some() {}
+    Ok(value)
+}
+
 async fn interact<T, F>(pool: &Pool, f: F) -> Result<T, DbError>
 where
     T: Send + 'static,
@@ -328,6 +346,53 @@ mod tests {
 
     fn sqlite_error(code: i32) -> rusqlite::Error {
         rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("detail".into()))
+    }
+
+    #[tokio::test]
+    async fn the_log_is_folded_into_the_database_as_it_grows() {
+        use crate::domain::{
+            NewTask, PasswordHash, TaskDescription, TaskQuery, TaskStatus, TaskTitle, Username,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasky.db");
+        let db = Db::open(&path).await.unwrap();
+        let username = Username::parse("writer".into()).unwrap();
+        let user = users::insert(&db, username, PasswordHash::from_phc("x".into()))
+            .await
+            .unwrap();
+        assert!(
+            users::find_credentials(&db, "writer".into())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        for i in 0..3000 {
+            let task = NewTask {
+                title: TaskTitle::parse(format!("task {i}")).unwrap(),
+                description: TaskDescription::default(),
+                status: TaskStatus::Pending,
+            };
+            let created = tasks::insert(&db, user.id, task).await.unwrap();
+            let changes =
+                crate::domain::TaskChanges::new(None, None, Some(TaskStatus::Completed)).unwrap();
+            tasks::update(&db, user.id, created.id, changes)
+                .await
+                .unwrap();
+            if i % 500 == 0 {
+                tasks::list(&db, user.id, TaskQuery::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        let wal = std::fs::metadata(dir.path().join("tasky.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let main = std::fs::metadata(&path).unwrap().len();
+        assert!(wal < 16 << 20, "the log was never reset: {wal} bytes");
+        assert!(
+            main > 100_000,
+            "the log was never folded into the database file: {main} bytes"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Db, DbError};
+use super::{Db, DbError, returning};
 use crate::domain::{
     NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
 };
@@ -18,7 +18,8 @@ pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbErr
             "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING {COLUMNS}"
         ))?;
-        let created = stmt.query_row(
+        let created = returning(
+            &mut stmt,
             params![
                 owner.0,
                 task.title.as_str(),
@@ -28,7 +29,7 @@ pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbErr
             ],
             read_task,
         )?;
-        Ok(created)
+        created.ok_or_else(|| DbError::Internal("INSERT ... RETURNING returned no row".into()))
     })
     .await
 }
@@ -90,20 +91,16 @@ pub async fn update(
              status = coalesce(?3, status), updated_at = ?4 \
              WHERE id = ?5 AND user_id = ?6 RETURNING {COLUMNS}"
         ))?;
-        let updated = stmt
-            .query_row(
-                params![
-                    changes.title().map(|t| t.as_str()),
-                    changes.description().map(|d| d.as_str()),
-                    changes.status().map(TaskStatus::as_str),
-                    Timestamp::now().to_rfc3339(),
-                    id.0,
-                    owner.0,
-                ],
-                read_task,
-            )
-            .optional()?;
-        Ok(updated)
+        let now = Timestamp::now().to_rfc3339();
+        let params = params![
+            changes.title().map(|t| t.as_str()),
+            changes.description().map(|d| d.as_str()),
+            changes.status().map(TaskStatus::as_str),
+            now,
+            id.0,
+            owner.0,
+        ];
+        Ok(returning(&mut stmt, params, read_task)?)
     })
     .await
 }

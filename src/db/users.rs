@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Db, DbError};
+use super::{Db, DbError, returning};
 use crate::domain::{Credentials, PasswordHash, Timestamp, User, UserId, Username};
 
 /// Creates a user. A username already taken (ignoring case) is [`DbError::Conflict`]: the UNIQUE constraint
@@ -16,10 +16,10 @@ pub async fn insert(
         let mut stmt = conn.prepare_cached(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3) RETURNING id, username",
         )?;
-        let user = stmt.query_row(params![username.as_str(), password_hash.as_str(), Timestamp::now().to_rfc3339()], |row| {
-            Ok(User { id: UserId(row.get(0)?), username: row.get(1)? })
-        })?;
-        Ok(user)
+        let now = Timestamp::now().to_rfc3339();
+        let params = params![username.as_str(), password_hash.as_str(), now];
+        let user = returning(&mut stmt, params, |row| Ok(User { id: UserId(row.get(0)?), username: row.get(1)? }))?;
+        user.ok_or_else(|| DbError::Internal("INSERT ... RETURNING returned no row".into()))
     })
     .await
 }
