@@ -1,12 +1,19 @@
 //! Credentials: Argon2id password hashing and HS256 access tokens.
 //!
-//! Hashing costs ~15 ms of CPU by design, so it never runs on the async workers: every hash and verify goes to
-//! tokio's blocking threads.
+//! A hash or verify costs ~15 ms of CPU and 19 MiB by design, so it never runs on the async workers, nor on
+//! tokio's shared blocking threads: [`Passwords`] owns one thread per core for it, at a lower scheduling
+//! priority. When nothing else wants the CPU, logins use every core; when requests are waiting, the scheduler
+//! runs those first, so a login storm cannot starve the rest of the API. Memory stays bounded at one Argon2
+//! block set per thread, however many logins arrive.
 
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use argon2::password_hash::PasswordHasher as _;
-use argon2::{Argon2, PasswordVerifier as _};
+use argon2::password_hash::phc::Output;
+use argon2::{Argon2, Block, Params, Version};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -19,40 +26,213 @@ use crate::error::Error;
 /// the same parameters as every real hash (the test below keeps the two in step).
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$vpc81FE4Qys0Rl0ih9UaLA$nPwscuSr86rSc1et2jhY2hfgDoy5swlAdBfr2/9O8K4";
 
+/// The nice value of the hashing threads: under contention the scheduler gives them about a tenth of the
+/// share of a normal thread (CFS weights 110 against 1024).
+const HASHING_NICE: i32 = 10;
+
+/// Hashes waiting for a thread beyond which new ones are refused with 503 rather than queued for seconds.
+const MAX_WAITING_PER_THREAD: usize = 256;
+
 /// The hasher: Argon2id with OWASP's parameters (m=19456 KiB, t=2, p=1), which is the crate's default.
 fn argon2() -> Argon2<'static> {
     Argon2::default()
 }
 
-/// Hashes a new password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`), on a blocking thread.
-pub async fn hash_password(password: Password) -> Result<PasswordHash, Error> {
-    tokio::task::spawn_blocking(move || {
-        argon2()
-            .hash_password(password.expose().as_bytes())
-            .map(|hash| PasswordHash::from_phc(hash.to_string()))
-            .map_err(|e| Error::Internal(format!("hashing a password failed: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))?
+/// A job for a hashing thread, given the thread's Argon2 working memory.
+type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
+
+/// A hashing thread's Argon2 working memory (19 MiB at our cost). Kept while work is queued, so back-to-back
+/// verifications do not each map and fault in a fresh block, and given back when the queue runs dry, so an idle
+/// service does not hold it.
+#[derive(Default)]
+pub struct Workspace(Vec<Block>);
+
+/// The largest working memory a stored hash may ask for (64 MiB); our own ask for 19 MiB.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+impl Workspace {
+    /// Verifies `password` against the PHC string `phc` in this memory. These are the steps of the argon2
+    /// crate's `PasswordVerifier` (parse; recompute with the stored algorithm, version, parameters and salt;
+    /// compare the outputs in constant time), with the working memory supplied rather than allocated anew.
+    fn verify(&mut self, password: &[u8], phc: &str) -> bool {
+        let Ok(hash) = argon2::PasswordHash::new(phc) else {
+            return false;
+        };
+        let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+            return false;
+        };
+        let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm.as_str()) else {
+            return false;
+        };
+        let Ok(version) = hash.version.map(Version::try_from).transpose() else {
+            return false;
+        };
+        let Ok(params) = Params::try_from(&hash) else {
+            return false;
+        };
+        let hasher = Argon2::new(algorithm, version.unwrap_or_default(), params);
+        let blocks = hasher.params().block_count();
+        if blocks > MAX_BLOCKS {
+            return false;
+        }
+        if self.0.len() < blocks {
+            self.0.resize(blocks, Block::default());
+        }
+        let mut output = [0u8; 64];
+        let Some(output) = output.get_mut(..expected.len()) else {
+            return false;
+        };
+        if hasher
+            .hash_password_into_with_memory(password, salt, output, &mut self.0[..blocks])
+            .is_err()
+        {
+            return false;
+        }
+        Output::new(output).is_ok_and(|computed| computed == *expected)
+    }
 }
 
-/// Checks `password` against `stored` (or against the dummy hash when there is no such user, which always
-/// fails), on a blocking thread. A stored hash that cannot be parsed counts as a mismatch.
-pub async fn verify_password(
-    password: String,
-    stored: Option<PasswordHash>,
-) -> Result<bool, Error> {
-    tokio::task::spawn_blocking(move || {
-        let matches = argon2()
-            .verify_password(
-                password.as_bytes(),
-                stored.as_ref().map_or(DUMMY_HASH, PasswordHash::as_str),
+/// Argon2id hashing and verification on dedicated, lower-priority threads.
+pub struct Passwords {
+    jobs: Mutex<mpsc::Sender<Job>>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+}
+
+impl Passwords {
+    /// A hasher with `threads` threads (at least one).
+    pub fn new(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads {
+            let receiver = receiver.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || {
+                    lower_priority();
+                    let mut workspace = Workspace::default();
+                    loop {
+                        let next = receiver.lock().map(|r| r.try_recv());
+                        let job = match next {
+                            Ok(Ok(job)) => job,
+                            Ok(Err(mpsc::TryRecvError::Empty)) => {
+                                workspace = Workspace::default(); // idle: give the memory back
+                                match receiver.lock().map(|r| r.recv()) {
+                                    Ok(Ok(job)) => job,
+                                    _ => return, // the sender is gone: the service is stopping
+                                }
+                            }
+                            _ => return,
+                        };
+                        // A panic would take the thread with it; keep the thread, the job's caller sees an error.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut workspace)));
+                    }
+                });
+            if let Err(err) = spawned {
+                log::error!("could not start hashing thread {index}: {err}");
+            }
+        }
+        Self {
+            jobs: Mutex::new(sender),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: threads * MAX_WAITING_PER_THREAD,
+        }
+    }
+
+    /// One hashing thread per core.
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, usize::from))
+    }
+
+    /// Hashes a new password into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+    pub async fn hash(&self, password: Password) -> Result<PasswordHash, Error> {
+        self.run(move |_| {
+            argon2()
+                .hash_password(password.expose().as_bytes())
+                .map(|hash| PasswordHash::from_phc(hash.to_string()))
+                .map_err(|e| Error::Internal(format!("hashing a password failed: {e}")))
+        })
+        .await?
+    }
+
+    /// Checks `password` against `stored`, or against the dummy hash when there is no such user (which always
+    /// fails). A stored hash that cannot be parsed counts as a mismatch.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<PasswordHash>,
+    ) -> Result<bool, Error> {
+        self.run(move |workspace| {
+            let phc = stored.as_ref().map_or(DUMMY_HASH, PasswordHash::as_str);
+            workspace.verify(password.as_bytes(), phc) && stored.is_some()
+        })
+        .await
+    }
+
+    /// Queues `work` for a hashing thread right away (or refuses it when too many wait) and returns its answer.
+    fn run<T, F>(&self, work: F) -> impl Future<Output = Result<T, Error>> + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Workspace) -> T + Send + 'static,
+    {
+        let queued = self.enqueue(work);
+        async move {
+            queued?
+                .await
+                .map_err(|_| Error::Internal("a hashing job failed".into()))
+        }
+    }
+
+    fn enqueue<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Workspace) -> T + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<T>, Error> {
+        let waiting = self.waiting.clone();
+        if waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::Unavailable(
+                "too many password hashes waiting".into(),
+            ));
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |workspace| {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            let _ = answer.send(work(workspace));
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .map_err(|_| ())
+            .and_then(|jobs| jobs.send(job).map_err(|_| ()));
+        if sent.is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::Internal("hashing threads are gone".into()));
+        }
+        Ok(answered)
+    }
+}
+
+/// Lowers the calling thread's scheduling priority. On Linux nice values are per thread, and `PRIO_PROCESS`
+/// with the thread's id names exactly this thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let result = unsafe {
+            libc::setpriority(
+                libc::PRIO_PROCESS,
+                libc::gettid() as libc::id_t,
+                HASHING_NICE,
             )
-            .is_ok();
-        matches && stored.is_some()
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("verifying task failed: {e}")))
+        };
+        if result != 0 {
+            log::warn!(
+                "could not lower the hashing threads' priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 /// Issues and checks access tokens: HS256 only, `exp` required, no clock leeway.
@@ -154,28 +334,103 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_own_password_only() {
-        let hash = hash_password(Password::parse("correct horse".into()).unwrap())
+        let passwords = Passwords::new(2);
+        let hash = passwords
+            .hash(Password::parse("correct horse".into()).unwrap())
             .await
             .unwrap();
         assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(
-            verify_password("correct horse".into(), Some(hash.clone()))
+            passwords
+                .verify("correct horse".into(), Some(hash.clone()))
                 .await
                 .unwrap()
         );
         assert!(
-            !verify_password("wrong horse!".into(), Some(hash))
+            !passwords
+                .verify("wrong horse!".into(), Some(hash))
                 .await
                 .unwrap()
         );
-        assert!(!verify_password("anything".into(), None).await.unwrap());
+        assert!(!passwords.verify("anything".into(), None).await.unwrap());
+        let garbage = PasswordHash::from_phc("not a phc string".into());
         assert!(
-            !verify_password(
-                "anything".into(),
-                Some(PasswordHash::from_phc("not a phc string".into()))
-            )
+            !passwords
+                .verify("anything".into(), Some(garbage))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn verifying_in_a_workspace_agrees_with_the_crates_verifier() {
+        use argon2::PasswordVerifier as _;
+        let cheap = Argon2::new(
+            argon2::Algorithm::Argon2i,
+            Version::V0x10,
+            Params::new(64, 1, 1, Some(24)).unwrap(),
+        );
+        let hashes = [
+            argon2()
+                .hash_password(b"correct horse")
+                .unwrap()
+                .to_string(),
+            cheap.hash_password(b"correct horse").unwrap().to_string(),
+            DUMMY_HASH.to_owned(),
+        ];
+        let mut workspace = Workspace::default();
+        for phc in &hashes {
+            for password in [&b"correct horse"[..], b"correct hors", b"", b"wrong"] {
+                let ours = workspace.verify(password, phc);
+                let crates = argon2().verify_password(password, phc.as_str()).is_ok();
+                assert_eq!(ours, crates, "{phc} / {password:?}");
+            }
+        }
+        assert!(workspace.verify(b"correct horse", &hashes[0]));
+        assert!(
+            workspace.verify(b"correct horse", &hashes[1]),
+            "other parameters are read from the hash"
+        );
+        let broken = [
+            "",
+            "not a phc string",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ",
+            "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+        ];
+        for phc in broken {
+            assert!(!workspace.verify(b"anything", phc), "{phc}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_run_on_the_hashing_threads_and_a_full_queue_is_refused() {
+        let passwords = Passwords::new(1);
+        let thread = passwords
+            .run(|_| std::thread::current().name().map(str::to_owned))
             .await
-            .unwrap()
+            .unwrap();
+        assert_eq!(thread.as_deref(), Some("argon2-0"));
+        // Park the only thread, fill the queue, and see the next one refused.
+        let (release, parked) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let blocker = passwords.run(move |_| {
+            started.send(()).unwrap();
+            parked.recv().ok()
+        });
+        running.recv().unwrap();
+        let queued: Vec<_> = (0..MAX_WAITING_PER_THREAD)
+            .map(|_| passwords.run(|_| ()))
+            .collect();
+        let refused = passwords.run(|_| ()).await;
+        assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+        release.send(()).unwrap();
+        blocker.await.unwrap();
+        for job in queued {
+            job.await.unwrap();
+        }
+        assert!(
+            passwords.run(|_| ()).await.is_ok(),
+            "room again once the queue drained"
         );
     }
 

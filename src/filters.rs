@@ -15,7 +15,7 @@ use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, reject};
 
 use crate::AppState;
-use crate::auth::Tokens;
+use crate::auth::{Passwords, Tokens};
 use crate::db::{self, Db};
 use crate::domain::User;
 use crate::error::{Error, FieldError, Problem};
@@ -32,6 +32,12 @@ pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub fn with_db(state: &AppState) -> BoxedFilter<(Db,)> {
     let db = state.db.clone();
     warp::any().map(move || db.clone()).boxed()
+}
+
+/// The password hasher.
+pub fn with_passwords(state: &AppState) -> BoxedFilter<(Arc<Passwords>,)> {
+    let passwords = state.passwords.clone();
+    warp::any().map(move || passwords.clone()).boxed()
 }
 
 /// The login rate limiter.

@@ -37,7 +37,7 @@ use warp::http::{HeaderMap, HeaderValue, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth::Tokens;
+use crate::auth::{Passwords, Tokens};
 use crate::config::{Config, CorsOrigins, Secret};
 use crate::db::Db;
 use crate::limiter::LoginLimiter;
@@ -53,6 +53,8 @@ pub struct AppState {
     pub db: Db,
     /// Issues and checks access tokens.
     pub tokens: Arc<Tokens>,
+    /// Hashes and verifies passwords, off the async workers.
+    pub passwords: Arc<Passwords>,
     /// The value `X-API-Key` must carry.
     pub api_key: Arc<Secret>,
     /// Counts failed logins.
@@ -74,6 +76,7 @@ impl AppState {
         Self {
             db,
             tokens: Arc::new(Tokens::new(secret.expose(), config.token_ttl)),
+            passwords: Arc::new(Passwords::per_core()),
             api_key: Arc::new(config.api_key.clone()),
             login_limiter: Arc::new(LoginLimiter::new(config.login_rate_limit)),
             trust_proxy: config.trust_proxy,

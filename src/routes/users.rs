@@ -10,13 +10,13 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use super::{Field, collect};
-use crate::auth::{self, Tokens};
+use crate::auth::{Passwords, Tokens};
 use crate::db::{self, Db};
 use crate::domain::{Invalid, Password, User, Username};
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{
     Fields, api_key, client_address, form_body, json_body, jwt_user, with_db, with_login_limiter,
-    with_tokens,
+    with_passwords, with_tokens,
 };
 use crate::limiter::{LoginLimiter, RetryAfter};
 use crate::openapi::{
@@ -55,6 +55,7 @@ pub(crate) fn users_signup(state: &AppState) -> Route {
         .and(warp::post())
         .and(json_body::<SignupBody>())
         .and(with_db(state))
+        .and(with_passwords(state))
         .and_then(sign_up)
         .boxed()
 }
@@ -90,6 +91,7 @@ pub(crate) fn users_token(state: &AppState) -> Route {
         .and(form_body())
         .and(with_db(state))
         .and(with_tokens(state))
+        .and(with_passwords(state))
         .and(with_login_limiter(state))
         .and_then(log_in)
         .boxed()
@@ -145,9 +147,13 @@ impl TryFrom<SignupBody> for Signup {
     }
 }
 
-async fn sign_up(body: SignupBody, db: Db) -> Result<Response, Rejection> {
+async fn sign_up(
+    body: SignupBody,
+    db: Db,
+    passwords: Arc<Passwords>,
+) -> Result<Response, Rejection> {
     let Signup { username, password } = body.try_into().map_err(Error::Validation)?;
-    let password_hash = auth::hash_password(password).await?;
+    let password_hash = passwords.hash(password).await?;
     let user = db::users::insert(&db, username, password_hash)
         .await
         .map_err(Error::from)?;
@@ -207,6 +213,7 @@ async fn log_in(
     form: Fields,
     db: Db,
     tokens: Arc<Tokens>,
+    passwords: Arc<Passwords>,
     limiter: Arc<LoginLimiter>,
 ) -> Result<Response, Rejection> {
     let Login { username, password } = form.try_into().map_err(Error::Validation)?;
@@ -219,7 +226,7 @@ async fn log_in(
         .map_err(Error::from)?;
     let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
     // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
-    let valid = auth::verify_password(password, stored_hash).await?;
+    let valid = passwords.verify(password, stored_hash).await?;
     let user_id = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
     attempt.succeeded(&limiter);
     let body = AccessToken {
