@@ -64,6 +64,7 @@ impl From<DbError> for Error {
     fn from(err: DbError) -> Self {
         match err {
             DbError::Conflict => Self::Conflict,
+            DbError::NoSuchUser => Self::InvalidToken,
             DbError::Unavailable(why) => Self::Unavailable(why),
             DbError::Replaced => Self::Unavailable("database file was replaced; reopened".into()),
             DbError::Internal(why) => Self::Internal(why),

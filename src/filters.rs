@@ -16,8 +16,8 @@ use warp::{Filter, Rejection, reject};
 
 use crate::AppState;
 use crate::auth::{Passwords, Tokens};
-use crate::db::{self, Db};
-use crate::domain::User;
+use crate::db::Db;
+use crate::domain::UserId;
 use crate::error::{Error, FieldError, Problem};
 use crate::limiter::LoginLimiter;
 
@@ -98,21 +98,21 @@ pub fn api_key(state: &AppState) -> BoxedFilter<()> {
         .boxed()
 }
 
-/// Requires `Authorization: Bearer <token>` with a valid token whose user still exists, and extracts the user.
-pub fn jwt_user(state: &AppState) -> BoxedFilter<(User,)> {
-    let (tokens, db) = (state.tokens.clone(), state.db.clone());
+/// Requires `Authorization: Bearer <token>` with a valid token, and extracts the user id it was issued to.
+///
+/// This is pure CPU work. Whether that user still exists is checked by the store in the same round trip as the
+/// request's own query: every `db` function taking an owner refuses one that is gone
+/// ([`DbError::NoSuchUser`](crate::db::DbError::NoSuchUser), a 401), and a request refused for its input checks
+/// first (see [`crate::routes::refuse`]), so a token whose user is gone is a 401 wherever it is sent.
+pub fn jwt_user(state: &AppState) -> BoxedFilter<(UserId,)> {
+    let tokens = state.tokens.clone();
     header("authorization")
         .and_then(move |authorization: Option<String>| {
             let user_id = authorization
                 .as_deref()
                 .and_then(bearer_token)
                 .and_then(|token| tokens.verify(token));
-            let db = db.clone();
-            async move {
-                let user_id = user_id.ok_or(Error::InvalidToken)?;
-                let user = db::users::get(&db, user_id).await.map_err(Error::from)?;
-                Ok::<_, Rejection>(user.ok_or(Error::InvalidToken)?)
-            }
+            future::ready(user_id.ok_or_else(|| reject::custom(Error::InvalidToken)))
         })
         .boxed()
 }
@@ -131,13 +131,20 @@ pub(crate) fn header(name: &'static str) -> BoxedFilter<(Option<String>,)> {
         .boxed()
 }
 
-/// The body, parsed as JSON into the raw request type `T`. Like FastAPI: a missing body, malformed JSON, or
-/// JSON that is not an object is a 422; so is a body declared as something other than JSON.
-pub fn json_body<T: DeserializeOwned + Send + 'static>() -> BoxedFilter<(T,)> {
+/// The body, parsed as JSON into the raw request type `T`. Like FastAPI, a missing body, malformed JSON, or JSON
+/// that is not an object is a 422, and so is a body declared as something other than JSON. Those problems are
+/// handed to the handler rather than rejected here, so that on a protected route the credentials' user is
+/// checked before the 422 is given.
+pub fn json_body<T: DeserializeOwned + Send + 'static>()
+-> BoxedFilter<(Result<T, Vec<FieldError>>,)> {
     header("content-type")
         .and(body_bytes())
         .and_then(|content_type: Option<String>, body: Bytes| {
-            future::ready(parse_json(content_type.as_deref(), &body).map_err(reject::custom))
+            future::ready(match parse_json(content_type.as_deref(), &body) {
+                Ok(parsed) => Ok(Ok(parsed)),
+                Err(Error::Validation(errors)) => Ok(Err(errors)),
+                Err(other) => Err(reject::custom(other)),
+            })
         })
         .boxed()
 }

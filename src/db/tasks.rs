@@ -1,8 +1,10 @@
 //! Tasks in the store. Every statement is scoped by the owner's id, so no function here can reach another
-//! user's task: a task that exists but is not the caller's looks exactly like one that does not exist.
+//! user's task: a task that exists but is not the caller's looks exactly like one that does not exist. Every
+//! function first refuses an owner that no longer exists ([`DbError::NoSuchUser`]).
 
 use rusqlite::{OptionalExtension, Row, params};
 
+use super::users::require;
 use super::{Db, DbError, returning};
 use crate::domain::{
     NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
@@ -13,6 +15,7 @@ const COLUMNS: &str = "id, user_id, title, description, status, created_at, upda
 /// Creates a task for `owner`; both timestamps are now.
 pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbError> {
     db.write(move |conn| {
+        require(conn, owner)?;
         let now = Timestamp::now().to_rfc3339();
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) \
@@ -37,6 +40,7 @@ pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbErr
 /// One page of `owner`'s tasks, newest first, with the number that matched before paging.
 pub async fn list(db: &Db, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
     db.read(move |conn| {
+        require(conn, owner)?;
         // One read transaction, so the count and the page come from the same snapshot even while writes land.
         let tx = conn.transaction()?;
         let status = query.status.map(TaskStatus::as_str);
@@ -67,6 +71,7 @@ pub async fn list(db: &Db, owner: UserId, query: TaskQuery) -> Result<TaskPage, 
 /// `owner`'s task `id`, if it exists.
 pub async fn get(db: &Db, owner: UserId, id: TaskId) -> Result<Option<Task>, DbError> {
     db.read(move |conn| {
+        require(conn, owner)?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM tasks WHERE id = ?1 AND user_id = ?2"
         ))?;
@@ -86,6 +91,7 @@ pub async fn update(
     changes: TaskChanges,
 ) -> Result<Option<Task>, DbError> {
     db.write(move |conn| {
+        require(conn, owner)?;
         let mut stmt = conn.prepare_cached(&format!(
             "UPDATE tasks SET title = coalesce(?1, title), description = coalesce(?2, description), \
              status = coalesce(?3, status), updated_at = ?4 \
@@ -108,6 +114,7 @@ pub async fn update(
 /// Deletes `owner`'s task `id`; `true` only when this call removed it.
 pub async fn delete(db: &Db, owner: UserId, id: TaskId) -> Result<bool, DbError> {
     db.write(move |conn| {
+        require(conn, owner)?;
         let mut stmt = conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND user_id = ?2")?;
         Ok(stmt.execute(params![id.0, owner.0])? == 1)
     })

@@ -1,6 +1,6 @@
 //! Users in the store.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, DbError, returning};
 use crate::domain::{Credentials, PasswordHash, Timestamp, User, UserId, Username};
@@ -57,4 +57,23 @@ pub async fn get(db: &Db, id: UserId) -> Result<Option<User>, DbError> {
         Ok(found)
     })
     .await
+}
+
+/// Refuses an owner that no longer exists. Run first by every query made on a user's behalf, in the same round
+/// trip, so a token whose user is gone is refused wherever it is used.
+pub(super) fn require(conn: &Connection, id: UserId) -> Result<(), DbError> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
+        .exists([id.0])?;
+    if exists {
+        Ok(())
+    } else {
+        Err(DbError::NoSuchUser)
+    }
+}
+
+/// Refuses the user `id` if it no longer exists: for a request refused on its input, whose credentials come
+/// first.
+pub async fn require_exists(db: &Db, id: UserId) -> Result<(), DbError> {
+    db.read(move |conn| require(conn, id)).await
 }

@@ -5,10 +5,10 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use super::{Field, collect, integer};
+use super::{Field, collect, integer, refuse};
 use crate::db::{self, Db};
 use crate::domain::{
-    Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, User,
+    Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, UserId,
 };
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{Fields, api_key, json_body, jwt_user, query_fields, with_db};
@@ -223,9 +223,16 @@ fn task_id(raw: &str) -> Result<TaskId, FieldError> {
     integer(raw, TaskId::parse).map_err(|problem| FieldError::path("id", problem))
 }
 
-async fn create_task(user: User, body: TaskBody, db: Db) -> Result<Response, Rejection> {
-    let new_task = NewTask::try_from(body).map_err(Error::Validation)?;
-    let task = db::tasks::insert(&db, user.id, new_task)
+async fn create_task(
+    user: UserId,
+    body: Result<TaskBody, Vec<FieldError>>,
+    db: Db,
+) -> Result<Response, Rejection> {
+    let new_task = match body.and_then(NewTask::try_from) {
+        Ok(new_task) => new_task,
+        Err(errors) => return Err(refuse(&db, user, errors).await),
+    };
+    let task = db::tasks::insert(&db, user, new_task)
         .await
         .map_err(Error::from)?;
     let location = HeaderValue::from_str(&format!("/tasks/{}", task.id.0))
@@ -236,9 +243,12 @@ async fn create_task(user: User, body: TaskBody, db: Db) -> Result<Response, Rej
     Ok(response)
 }
 
-async fn list_tasks(user: User, query: Fields, db: Db) -> Result<Response, Rejection> {
-    let query = task_query(&query).map_err(Error::Validation)?;
-    let page = db::tasks::list(&db, user.id, query)
+async fn list_tasks(user: UserId, query: Fields, db: Db) -> Result<Response, Rejection> {
+    let query = match task_query(&query) {
+        Ok(query) => query,
+        Err(errors) => return Err(refuse(&db, user, errors).await),
+    };
+    let page = db::tasks::list(&db, user, query)
         .await
         .map_err(Error::from)?;
     let mut response = warp::reply::json(&page.tasks).into_response();
@@ -248,9 +258,12 @@ async fn list_tasks(user: User, query: Fields, db: Db) -> Result<Response, Rejec
     Ok(response)
 }
 
-async fn get_task(raw_id: String, user: User, db: Db) -> Result<Response, Rejection> {
-    let id = task_id(&raw_id).map_err(|e| Error::Validation(vec![e]))?;
-    let task = db::tasks::get(&db, user.id, id)
+async fn get_task(raw_id: String, user: UserId, db: Db) -> Result<Response, Rejection> {
+    let id = match task_id(&raw_id) {
+        Ok(id) => id,
+        Err(error) => return Err(refuse(&db, user, vec![error]).await),
+    };
+    let task = db::tasks::get(&db, user, id)
         .await
         .map_err(Error::from)?
         .ok_or(Error::NotFound)?;
@@ -259,29 +272,32 @@ async fn get_task(raw_id: String, user: User, db: Db) -> Result<Response, Reject
 
 async fn update_task(
     raw_id: String,
-    user: User,
-    body: TaskBody,
+    user: UserId,
+    body: Result<TaskBody, Vec<FieldError>>,
     db: Db,
 ) -> Result<Response, Rejection> {
     // FastAPI reports the path and the body together; so do we.
-    let (id, changes) = match (task_id(&raw_id), TaskChanges::try_from(body)) {
+    let (id, changes) = match (task_id(&raw_id), body.and_then(TaskChanges::try_from)) {
         (Ok(id), Ok(changes)) => (id, changes),
         (id, changes) => {
             let mut errors: Vec<FieldError> = id.err().into_iter().collect();
             errors.extend(changes.err().unwrap_or_default());
-            return Err(Error::Validation(errors).into());
+            return Err(refuse(&db, user, errors).await);
         }
     };
-    let task = db::tasks::update(&db, user.id, id, changes)
+    let task = db::tasks::update(&db, user, id, changes)
         .await
         .map_err(Error::from)?
         .ok_or(Error::NotFound)?;
     Ok(warp::reply::json(&task).into_response())
 }
 
-async fn delete_task(raw_id: String, user: User, db: Db) -> Result<Response, Rejection> {
-    let id = task_id(&raw_id).map_err(|e| Error::Validation(vec![e]))?;
-    if db::tasks::delete(&db, user.id, id)
+async fn delete_task(raw_id: String, user: UserId, db: Db) -> Result<Response, Rejection> {
+    let id = match task_id(&raw_id) {
+        Ok(id) => id,
+        Err(error) => return Err(refuse(&db, user, vec![error]).await),
+    };
+    if db::tasks::delete(&db, user, id)
         .await
         .map_err(Error::from)?
     {

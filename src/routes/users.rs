@@ -12,7 +12,7 @@ use warp::{Filter, Rejection};
 use super::{Field, collect};
 use crate::auth::{Passwords, Tokens};
 use crate::db::{self, Db};
-use crate::domain::{Invalid, Password, User, Username};
+use crate::domain::{Invalid, Password, User, UserId, Username};
 use crate::error::{Error, FieldError, Problem};
 use crate::filters::{
     Fields, api_key, client_address, form_body, json_body, jwt_user, with_db, with_login_limiter,
@@ -112,7 +112,8 @@ pub(crate) fn users_me(state: &AppState) -> Route {
         .and(warp::get())
         .and(api_key(state))
         .and(jwt_user(state))
-        .map(|user: User| warp::reply::json(&user).into_response())
+        .and(with_db(state))
+        .and_then(read_current_user)
         .boxed()
 }
 
@@ -147,12 +148,21 @@ impl TryFrom<SignupBody> for Signup {
     }
 }
 
+async fn read_current_user(user: UserId, db: Db) -> Result<Response, Rejection> {
+    let user = db::users::get(&db, user)
+        .await
+        .map_err(Error::from)?
+        .ok_or(Error::InvalidToken)?;
+    Ok(warp::reply::json(&user).into_response())
+}
+
 async fn sign_up(
-    body: SignupBody,
+    body: Result<SignupBody, Vec<FieldError>>,
     db: Db,
     passwords: Arc<Passwords>,
 ) -> Result<Response, Rejection> {
-    let Signup { username, password } = body.try_into().map_err(Error::Validation)?;
+    let Signup { username, password } =
+        body.and_then(Signup::try_from).map_err(Error::Validation)?;
     let password_hash = passwords.hash(password).await?;
     let user = db::users::insert(&db, username, password_hash)
         .await

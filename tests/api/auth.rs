@@ -396,19 +396,33 @@ async fn every_unusable_token_gets_the_same_401_with_a_bearer_challenge() {
 async fn a_token_stops_working_when_its_user_is_gone() {
     let app = TestApp::new().await;
     let alice = app.user("alice").await;
+    let task = app.task(&alice, json!({"title": "left behind"})).await;
+    let item = format!("/tasks/{}", task["id"]);
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
     conn.execute("DELETE FROM users WHERE id = ?1", [alice.id])
         .unwrap();
-    assert_detail(
-        &app.send(as_user(request("GET", "/users/me"), &alice)).await,
-        401,
-        "Could not validate credentials",
-    );
-    assert_detail(
-        &app.send(as_user(request("GET", "/tasks"), &alice)).await,
-        401,
-        "Could not validate credentials",
-    );
+    let attempts = [
+        request("GET", "/users/me"),
+        request("GET", "/tasks"),
+        post_json("/tasks", &json!({"title": "valid"})),
+        request("GET", &item),
+        put_json(&item, &json!({"status": "completed"})),
+        request("DELETE", &item),
+        // Bad input too: the gone user is a 401 before any 422.
+        post_json("/tasks", &json!({"title": ""})),
+        request("POST", "/tasks")
+            .header("content-type", "application/json")
+            .body("{broken"),
+        request("GET", "/tasks?limit=0"),
+        request("GET", "/tasks/abc"),
+        put_json("/tasks/abc", &json!({})),
+        request("DELETE", "/tasks/0"),
+    ];
+    for attempt in attempts {
+        let response = app.send(as_user(attempt, &alice)).await;
+        assert_detail(&response, 401, "Could not validate credentials");
+        assert_eq!(header(&response, "www-authenticate"), Some("Bearer"));
+    }
 }
 
 #[tokio::test]
