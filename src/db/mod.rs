@@ -441,6 +441,46 @@ mod tests {
     }
 
     #[test]
+    fn migrating_a_database_with_tasks_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("old.db")).unwrap();
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(2))
+            .run(&mut conn)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'a', 'x', 't'), (2, 'b', 'x', 't');
+             INSERT INTO tasks (user_id, title, status, created_at, updated_at) VALUES
+                 (1, 't', 'pending', 't', 't'), (1, 't', 'pending', 't', 't'), (1, 't', 'completed', 't', 't'),
+                 (2, 't', 'completed', 't', 't');",
+        )
+        .unwrap();
+        embedded::migrations::runner().run(&mut conn).unwrap();
+        let counts: Vec<(i64, String, i64)> = conn
+            .prepare("SELECT user_id, status, n FROM task_counts ORDER BY user_id, status")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [(1, "completed", 1), (1, "pending", 2), (2, "completed", 1)];
+        let expected: Vec<(i64, String, i64)> = expected
+            .iter()
+            .map(|(u, s, n)| (*u, s.to_string(), *n))
+            .collect();
+        assert_eq!(counts, expected);
+        conn.execute("DELETE FROM users WHERE id = 1", []).unwrap();
+        let left: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM task_counts WHERE user_id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0, "a removed user's counts go with it");
+    }
+
+    #[test]
     fn unique_violations_are_conflicts_and_io_faults_are_unavailable() {
         assert!(matches!(
             sqlite_error(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE).into(),

@@ -16,8 +16,8 @@ pub async fn insert(
         let mut stmt = conn.prepare_cached(
             "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3) RETURNING id, username",
         )?;
-        let now = Timestamp::now().to_rfc3339();
-        let params = params![username.as_str(), password_hash.as_str(), now];
+        let now = Timestamp::now();
+        let params = params![username.as_str(), password_hash.as_str(), now.as_str()];
         let user = returning(&mut stmt, params, |row| Ok(User { id: UserId(row.get(0)?), username: row.get(1)? }))?;
         user.ok_or_else(|| DbError::Internal("INSERT ... RETURNING returned no row".into()))
     })

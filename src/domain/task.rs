@@ -200,29 +200,47 @@ pub struct TaskQuery {
     pub offset: Offset,
 }
 
-/// An instant, to the second, in UTC; written as RFC 3339 with a `Z` (`2026-11-24T09:30:00Z`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(DateTime<Utc>);
+/// An instant, to the second, in UTC, kept in its one written form: RFC 3339 with a `Z`
+/// (`2026-11-24T09:30:00Z`). That form sorts like the instants it names, and serving a task read from the store
+/// neither parses nor formats a date.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(String);
 
 impl Timestamp {
     /// RFC 3339 in UTC, to the second, with `Z`: the one form used on the wire and in the store.
     const FORMAT: &'static str = "%Y-%m-%dT%H:%M:%SZ";
 
-    /// Now, truncated to the second.
+    /// Now.
     pub fn now() -> Self {
-        Self(Utc::now().trunc_subsecs(0))
+        Self(Utc::now().format(Self::FORMAT).to_string())
     }
 
-    /// Reads the RFC 3339 form written by [`Timestamp::to_rfc3339`].
+    /// Any RFC 3339 instant, brought to the written form (UTC, whole seconds).
     pub fn parse_rfc3339(raw: &str) -> Option<Self> {
-        DateTime::parse_from_rfc3339(raw)
-            .ok()
-            .map(|t| Self(t.with_timezone(&Utc)))
+        let instant = DateTime::parse_from_rfc3339(raw)
+            .ok()?
+            .with_timezone(&Utc)
+            .trunc_subsecs(0);
+        Some(Self(instant.format(Self::FORMAT).to_string()))
+    }
+
+    /// A timestamp read back from the store, which holds only the written form; anything not shaped like it is
+    /// refused.
+    pub fn from_stored(stored: String) -> Option<Self> {
+        let shaped = stored.len() == 20
+            && stored.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b'T',
+                13 | 16 => b == b':',
+                19 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            });
+        shaped.then_some(Self(stored))
     }
 
     /// `2026-11-24T09:30:00Z`.
-    pub fn to_rfc3339(self) -> String {
-        self.0.format(Self::FORMAT).to_string()
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -245,7 +263,7 @@ impl ToSchema for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.format(Self::FORMAT))
+        serializer.serialize_str(&self.0)
     }
 }
 
@@ -358,11 +376,22 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_to_the_second() {
         let now = Timestamp::now();
-        let wire = serde_json::to_value(now).unwrap();
+        let wire = serde_json::to_value(&now).unwrap();
         let text = wire.as_str().unwrap();
         assert_eq!(text.len(), "2026-11-24T09:30:00Z".len());
         assert!(text.ends_with('Z'));
-        assert_eq!(text, now.to_rfc3339());
-        assert_eq!(Timestamp::parse_rfc3339(text), Some(now));
+        assert_eq!(text, now.as_str());
+        assert_eq!(Timestamp::parse_rfc3339(text), Some(now.clone()));
+        assert_eq!(Timestamp::from_stored(text.to_owned()), Some(now));
+        let other_zone = Timestamp::parse_rfc3339("2026-11-24T10:30:00.75+01:00").unwrap();
+        assert_eq!(other_zone.as_str(), "2026-11-24T09:30:00Z");
+        for bad in [
+            "2026-11-24 09:30:00Z",
+            "2026-11-24T09:30:00",
+            "2026-11-24T09:30:00+00:00",
+            "garbage",
+        ] {
+            assert_eq!(Timestamp::from_stored(bad.to_owned()), None, "{bad}");
+        }
     }
 }

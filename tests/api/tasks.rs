@@ -396,3 +396,66 @@ async fn titles_and_descriptions_at_their_limits_are_accepted() {
     assert_eq!(task["title"], title);
     assert_eq!(task["description"], description);
 }
+
+#[tokio::test]
+async fn the_total_follows_status_changes_and_deletes() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice").await;
+    let ids: Vec<i64> = create_tasks(&app, &alice, 4).await;
+    let total = |query: &'static str| {
+        let app = &app;
+        let alice = &alice;
+        async move {
+            let response = app
+                .send(as_user(request("GET", &format!("/tasks{query}")), alice))
+                .await;
+            header(&response, "x-total-count").unwrap().to_owned()
+        }
+    };
+    app.send(as_user(
+        put_json(
+            &format!("/tasks/{}", ids[0]),
+            &json!({"status": "completed"}),
+        ),
+        &alice,
+    ))
+    .await;
+    app.send(as_user(
+        put_json(
+            &format!("/tasks/{}", ids[1]),
+            &json!({"status": "completed"}),
+        ),
+        &alice,
+    ))
+    .await;
+    app.send(as_user(
+        put_json(&format!("/tasks/{}", ids[1]), &json!({"status": "pending"})),
+        &alice,
+    ))
+    .await;
+    app.send(as_user(
+        request("DELETE", &format!("/tasks/{}", ids[2])),
+        &alice,
+    ))
+    .await;
+    assert_eq!(total("").await, "3");
+    assert_eq!(total("?status=completed").await, "1");
+    assert_eq!(total("?status=pending").await, "2");
+    assert_eq!(
+        total("?status=pending&offset=50").await,
+        "2",
+        "past the last page the total still counts"
+    );
+}
+
+async fn create_tasks(app: &TestApp, user: &TestUser, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            app.task(user, json!({"title": format!("task {i}")})).await["id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    ids
+}
