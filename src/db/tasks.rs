@@ -40,52 +40,61 @@ pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbErr
     .await
 }
 
+// The statements of `list`. No LIMIT or OFFSET in them: SQLite re-prepares a statement whose LIMIT or OFFSET is a bound parameter every
+// time it runs (their values feed its query planner), which cost a full parse per list. The index already
+// yields rows newest first, so the page is cut below instead, stepping no further than SQLite would.
+const LIST_ALL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", (SELECT coalesce(sum(n), 0) FROM task_counts WHERE user_id = ?1) ",
+    "FROM tasks WHERE user_id = ?1 ORDER BY id DESC"
+);
+const LIST_BY_STATUS: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", (SELECT coalesce(sum(n), 0) FROM task_counts WHERE user_id = ?1 AND status = ?2) ",
+    "FROM tasks WHERE user_id = ?1 AND status = ?2 ORDER BY id DESC"
+);
+
 /// One page of `owner`'s tasks, newest first, with the number that matched before paging.
 ///
 /// The total comes from `task_counts` (kept by triggers) in the same statement as the page, so the two always
 /// agree, even while writes land, and listing costs the same for 100 tasks or 100 000.
 pub async fn list(db: &Db, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
-    const ALL: &str = concat!(
-        "SELECT ",
-        columns!(),
-        ", (SELECT coalesce(sum(n), 0) FROM task_counts WHERE user_id = ?1) ",
-        "FROM tasks WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-    );
-    const BY_STATUS: &str = concat!(
-        "SELECT ",
-        columns!(),
-        ", (SELECT coalesce(sum(n), 0) FROM task_counts WHERE user_id = ?1 AND status = ?4) ",
-        "FROM tasks WHERE user_id = ?1 AND status = ?4 ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-    );
-    db.read(move |conn| {
-        require(conn, owner)?;
-        let (limit, offset) = (query.limit.get(), query.offset.get());
-        let mut total = 0;
-        let mut read = |row: &Row<'_>| {
-            total = row.get(7)?;
-            read_task(row)
-        };
-        let tasks: rusqlite::Result<Vec<Task>> = match query.status {
-            None => conn
-                .prepare_cached(ALL)?
-                .query_map(params![owner.0, limit, offset], &mut read)?
-                .collect(),
-            Some(status) => conn
-                .prepare_cached(BY_STATUS)?
-                .query_map(params![owner.0, limit, offset, status.as_str()], &mut read)?
-                .collect(),
-        };
-        let tasks = tasks?;
-        if tasks.is_empty() && offset > 0 {
-            // Past the last page: no row carried the total.
-            total = count(conn, owner, query.status)?;
+    db.read(move |conn| page(conn, owner, query)).await
+}
+
+fn page(conn: &Connection, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
+    require(conn, owner)?;
+    let mut stmt = match query.status {
+        None => conn.prepare_cached(LIST_ALL)?,
+        Some(_) => conn.prepare_cached(LIST_BY_STATUS)?,
+    };
+    let mut rows = match query.status {
+        None => stmt.query(params![owner.0])?,
+        Some(status) => stmt.query(params![owner.0, status.as_str()])?,
+    };
+    let (limit, offset) = (query.limit.get() as usize, query.offset.get());
+    let (mut tasks, mut total, mut skipped) = (Vec::with_capacity(limit), None, 0);
+    while tasks.len() < limit {
+        let Some(row) = rows.next()? else { break };
+        if skipped < offset {
+            skipped += 1;
+            continue;
         }
-        Ok(TaskPage {
-            tasks,
-            total: u64::try_from(total).unwrap_or_default(),
-        })
+        total.get_or_insert(row.get::<_, i64>(7)?);
+        tasks.push(read_task(row)?);
+    }
+    drop(rows);
+    let total = match total {
+        Some(total) => total,
+        // No row of the page carried the total: past the last page, or no tasks at all.
+        None => count(conn, owner, query.status)?,
+    };
+    Ok(TaskPage {
+        tasks,
+        total: u64::try_from(total).unwrap_or_default(),
     })
-    .await
 }
 
 /// How many of `owner`'s tasks have `status` (or any status).
@@ -178,4 +187,76 @@ fn invalid_column(index: usize, what: &str) -> rusqlite::Error {
         rusqlite::types::Type::Text,
         format!("stored {what} is not in the expected form").into(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+    use crate::domain::{Limit, Offset};
+
+    #[test]
+    fn listing_pages_never_recompiles_the_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("tasky.db")).unwrap();
+        crate::db::embedded::migrations::runner()
+            .run(&mut conn)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'a', 'x', 't')",
+            [],
+        )
+        .unwrap();
+        for i in 0..30 {
+            let status = if i % 3 == 0 { "completed" } else { "pending" };
+            conn.execute(
+                "INSERT INTO tasks (user_id, title, status, created_at, updated_at) \
+                 VALUES (1, 't', ?1, '2026-11-24T09:30:00Z', '2026-11-24T09:30:00Z')",
+                [status],
+            )
+            .unwrap();
+        }
+        let owner = UserId(1);
+        for (limit, offset, status) in [
+            (20, 0, None),
+            (5, 3, None),
+            (1000, 25, None),
+            (7, 2, Some(TaskStatus::Pending)),
+            (3, 0, Some(TaskStatus::Pending)),
+        ] {
+            let query = TaskQuery {
+                status,
+                limit: Limit::parse(limit).unwrap(),
+                offset: Offset::parse(offset).unwrap(),
+            };
+            let listed = page(&conn, owner, query).unwrap();
+            let matching = if status.is_some() { 20 } else { 30 };
+            assert_eq!(listed.total, matching);
+            assert_eq!(
+                listed.tasks.len() as i64,
+                limit.min(matching as i64 - offset)
+            );
+            assert!(
+                listed
+                    .tasks
+                    .windows(2)
+                    .all(|pair| pair[0].id.0 > pair[1].id.0),
+                "newest first"
+            );
+        }
+        let all = conn
+            .prepare_cached(LIST_ALL)
+            .unwrap()
+            .get_status(StatementStatus::RePrepare);
+        let by_status = conn
+            .prepare_cached(LIST_BY_STATUS)
+            .unwrap()
+            .get_status(StatementStatus::RePrepare);
+        assert_eq!(
+            (all, by_status),
+            (0, 0),
+            "a re-prepare is a full parse on every list"
+        );
+    }
 }
