@@ -164,13 +164,14 @@ pub async fn delete(db: &Db, owner: UserId, id: TaskId) -> Result<bool, DbError>
 }
 
 fn read_task(row: &Row<'_>) -> rusqlite::Result<Task> {
-    let status: String = row.get(4)?;
+    // Borrowed from SQLite's buffer: a status needs no string of its own.
+    let status = row.get_ref(4)?.as_str()?;
     Ok(Task {
         id: TaskId(row.get(0)?),
         user_id: UserId(row.get(1)?),
         title: row.get(2)?,
         description: row.get(3)?,
-        status: TaskStatus::parse(&status).map_err(|_| invalid_column(4, "status"))?,
+        status: TaskStatus::parse(status).map_err(|_| invalid_column(4, "status"))?,
         created_at: timestamp(row, 5)?,
         updated_at: timestamp(row, 6)?,
     })
