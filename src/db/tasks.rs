@@ -178,8 +178,8 @@ fn read_task(row: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
-    let raw: String = row.get(index)?;
-    Timestamp::from_stored(raw).ok_or_else(|| invalid_column(index, "timestamp"))
+    Timestamp::from_stored(row.get_ref(index)?.as_str()?)
+        .ok_or_else(|| invalid_column(index, "timestamp"))
 }
 
 fn invalid_column(index: usize, what: &str) -> rusqlite::Error {

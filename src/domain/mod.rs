@@ -136,8 +136,8 @@ mod properties {
             let _ = Timestamp::parse_rfc3339(&raw);
             let Some(instant) = chrono::DateTime::from_timestamp(seconds, 0) else { return Ok(()) };
             let timestamp = Timestamp::parse_rfc3339(&instant.to_rfc3339()).expect("chrono writes RFC 3339");
-            prop_assert_eq!(Timestamp::parse_rfc3339(timestamp.as_str()), Some(timestamp.clone()));
-            prop_assert_eq!(Timestamp::from_stored(timestamp.as_str().to_owned()), Some(timestamp));
+            prop_assert_eq!(Timestamp::parse_rfc3339(timestamp.as_str()), Some(timestamp));
+            prop_assert_eq!(Timestamp::from_stored(timestamp.as_str()), Some(timestamp));
         }
     }
 }

@@ -202,9 +202,10 @@ pub struct TaskQuery {
 
 /// An instant, to the second, in UTC, kept in its one written form: RFC 3339 with a `Z`
 /// (`2026-11-24T09:30:00Z`). That form sorts like the instants it names, and serving a task read from the store
-/// neither parses nor formats a date.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(String);
+/// neither parses nor formats a date. Its twenty ASCII bytes are held inline: a task read from the store
+/// allocates nothing for its timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp([u8; 20]);
 
 impl Timestamp {
     /// RFC 3339 in UTC, to the second, with `Z`: the one form used on the wire and in the store.
@@ -212,35 +213,38 @@ impl Timestamp {
 
     /// Now.
     pub fn now() -> Self {
-        Self(Utc::now().format(Self::FORMAT).to_string())
+        // A clock between the years 0000 and 9999 always fits the written form.
+        Self::written(Utc::now()).unwrap_or(Self(*b"9999-12-31T23:59:59Z"))
     }
 
-    /// Any RFC 3339 instant, brought to the written form (UTC, whole seconds).
+    /// Any RFC 3339 instant, brought to the written form (UTC, whole seconds); `None` for an instant whose year
+    /// in UTC falls outside 0000–9999, which that form cannot hold.
     pub fn parse_rfc3339(raw: &str) -> Option<Self> {
-        let instant = DateTime::parse_from_rfc3339(raw)
-            .ok()?
-            .with_timezone(&Utc)
-            .trunc_subsecs(0);
-        Some(Self(instant.format(Self::FORMAT).to_string()))
+        Self::written(DateTime::parse_from_rfc3339(raw).ok()?.with_timezone(&Utc))
+    }
+
+    fn written(instant: DateTime<Utc>) -> Option<Self> {
+        Self::from_stored(&instant.trunc_subsecs(0).format(Self::FORMAT).to_string())
     }
 
     /// A timestamp read back from the store, which holds only the written form; anything not shaped like it is
     /// refused.
-    pub fn from_stored(stored: String) -> Option<Self> {
-        let shaped = stored.len() == 20
-            && stored.bytes().enumerate().all(|(i, b)| match i {
-                4 | 7 => b == b'-',
-                10 => b == b'T',
-                13 | 16 => b == b':',
-                19 => b == b'Z',
-                _ => b.is_ascii_digit(),
-            });
-        shaped.then_some(Self(stored))
+    pub fn from_stored(stored: &str) -> Option<Self> {
+        let bytes: [u8; 20] = stored.as_bytes().try_into().ok()?;
+        let shaped = bytes.iter().enumerate().all(|(i, &b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            19 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+        shaped.then_some(Self(bytes))
     }
 
     /// `2026-11-24T09:30:00Z`.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Always ASCII: every constructor goes through `from_stored`'s shape check.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -263,7 +267,7 @@ impl ToSchema for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -376,13 +380,13 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_to_the_second() {
         let now = Timestamp::now();
-        let wire = serde_json::to_value(&now).unwrap();
+        let wire = serde_json::to_value(now).unwrap();
         let text = wire.as_str().unwrap();
         assert_eq!(text.len(), "2026-11-24T09:30:00Z".len());
         assert!(text.ends_with('Z'));
         assert_eq!(text, now.as_str());
-        assert_eq!(Timestamp::parse_rfc3339(text), Some(now.clone()));
-        assert_eq!(Timestamp::from_stored(text.to_owned()), Some(now));
+        assert_eq!(Timestamp::parse_rfc3339(text), Some(now));
+        assert_eq!(Timestamp::from_stored(text), Some(now));
         let other_zone = Timestamp::parse_rfc3339("2026-11-24T10:30:00.75+01:00").unwrap();
         assert_eq!(other_zone.as_str(), "2026-11-24T09:30:00Z");
         for bad in [
@@ -390,8 +394,9 @@ mod tests {
             "2026-11-24T09:30:00",
             "2026-11-24T09:30:00+00:00",
             "garbage",
+            "+12026-11-24T09:30:00Z",
         ] {
-            assert_eq!(Timestamp::from_stored(bad.to_owned()), None, "{bad}");
+            assert_eq!(Timestamp::from_stored(bad), None, "{bad}");
         }
     }
 }
