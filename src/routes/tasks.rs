@@ -251,10 +251,26 @@ async fn list_tasks(user: UserId, query: Fields, db: Db) -> Result<Response, Rej
     let page = db::tasks::list(&db, user, query)
         .await
         .map_err(Error::from)?;
-    let mut response = warp::reply::json(&page.tasks).into_response();
+    let mut response = tasks_json(&page.tasks)?;
     response
         .headers_mut()
         .insert("x-total-count", HeaderValue::from(page.total));
+    Ok(response)
+}
+
+/// The JSON array of `tasks`, written into a buffer sized for it up front rather than grown by doubling.
+fn tasks_json(tasks: &[Task]) -> Result<Response, Error> {
+    let estimate: usize = tasks
+        .iter()
+        .map(|task| task.title.len() + task.description.len() + 160)
+        .sum();
+    let mut body = Vec::with_capacity(estimate + 2);
+    serde_json::to_writer(&mut body, tasks)
+        .map_err(|e| Error::Internal(format!("serializing tasks: {e}")))?;
+    let mut response = Response::new(body.into());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
 }
 
