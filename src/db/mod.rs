@@ -2,22 +2,24 @@
 //! domain types, so another backend can stand in without touching a route.
 //!
 //! SQLite serialises writers. Rather than let concurrent writers collide inside SQLite (where the loser sleeps in
-//! the busy handler, or fails with "database is locked"), writes go through a pool of exactly one connection and
-//! queue, first come first served, in the pool; reads use a separate pool and run beside the writer, which WAL
-//! allows. Every call runs on tokio's blocking threads through `interact`, never on the async workers.
+//! the busy handler, or fails with "database is locked"), writes queue, first come first served, for a pool of
+//! exactly one connection, which runs them back to back (see [`Db::write`]); reads use a separate pool and run
+//! beside the writer, which WAL allows. Every call runs on tokio's blocking threads through `interact`, never on
+//! the async workers.
 
 pub mod tasks;
 pub mod users;
 
 use std::os::unix::fs::MetadataExt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use deadpool_sqlite::{PoolConfig, Runtime, Timeouts};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode};
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, mpsc, oneshot};
 
 mod embedded {
     refinery::embed_migrations!("sql");
@@ -25,6 +27,10 @@ mod embedded {
 
 /// How long a request waits for a connection before it is answered 503.
 const POOL_WAIT: Duration = Duration::from_secs(10);
+
+/// How many queued writes one turn of the writer connection runs before it is handed back to the pool, so a
+/// reopen or the final checkpoint gets its turn under a steady stream of writes.
+const WRITE_BATCH: usize = 64;
 
 /// How long SQLite itself waits on a lock held by another process (a backup, the sqlite3 shell) before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -103,7 +109,13 @@ struct Inner {
     /// Every operation holds this for reading while it runs; reopening holds it for writing, so it runs with
     /// nothing in flight.
     pools: RwLock<Pools>,
+    /// Writes waiting for the writer connection, in the order they came.
+    writes: mpsc::UnboundedSender<WriteJob>,
 }
+
+/// A write waiting its turn. It is given the writer connection and the file the pools were opened on, or the
+/// reason there is no connection, and answers its caller itself.
+type WriteJob = Box<dyn FnOnce(Result<&mut Connection, DbError>, FileId) + Send>;
 
 /// The connections to one database file.
 struct Pools {
@@ -122,12 +134,14 @@ impl Db {
     pub async fn open(path: &Path) -> Result<Self, DbError> {
         let path: Arc<Path> = Arc::from(path);
         let pools = Pools::open(&path).await?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                pools: RwLock::new(pools),
-            }),
-        })
+        let (writes, queue) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            path,
+            pools: RwLock::new(pools),
+            writes,
+        });
+        tokio::spawn(run_writes(Arc::downgrade(&inner), queue));
+        Ok(Self { inner })
     }
 
     /// Answers when the database can be read and written: the file is where it was opened, writable, and
@@ -168,27 +182,48 @@ impl Db {
         interact(&pools.reader, f).await
     }
 
-    /// Runs `f` on the one writer connection, on a blocking thread; concurrent writes wait their turn. The
-    /// file is checked first, so nothing is written to a file that was removed, replaced or made read-only
-    /// under the running service: such a write answers 503 instead, and succeeds again once the file is back
-    /// (a file put back by another inode is reopened).
+    /// Runs `f` on the one writer connection, on a blocking thread; concurrent writes wait their turn in a queue
+    /// that the writer works through without pausing between them (see [`run_writes`]). The file is checked
+    /// first, so nothing is written to a file that was removed, replaced or made read-only under the running
+    /// service: such a write answers 503 instead, and succeeds again once the file is back (a file put back by
+    /// another inode is reopened).
+    ///
+    /// A write that waited longer than [`POOL_WAIT`] for its turn is not run and answers 503, and one whose
+    /// caller has gone (the client hung up) is not run at all: a request that got no success changes nothing.
     async fn write<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let pools = self.inner.pools.read().await;
-        let (path, opened) = (self.inner.path.clone(), pools.file);
-        let result = interact(&pools.writer, move |conn| {
-            check_file(&path, opened)?;
-            f(conn)
-        })
-        .await;
-        drop(pools);
-        if let Err(DbError::Replaced) = result {
+        let (answer, result) = oneshot::channel();
+        let (path, deadline) = (self.inner.path.clone(), Instant::now() + POOL_WAIT);
+        let job: WriteJob = Box::new(move |conn, opened| {
+            if answer.is_closed() {
+                return;
+            }
+            let outcome = if Instant::now() > deadline {
+                Err(DbError::Unavailable(
+                    "the write waited too long for its turn".into(),
+                ))
+            } else {
+                conn.and_then(|conn| {
+                    check_file(&path, opened)?;
+                    f(conn)
+                })
+            };
+            let _ = answer.send((outcome, opened));
+        });
+        self.inner
+            .writes
+            .send(job)
+            .map_err(|_| DbError::Internal("the writer has stopped".into()))?;
+        let (outcome, opened) = result
+            .await
+            .map_err(|_| DbError::Internal("a write ended without an answer".into()))?;
+        if let Err(DbError::Replaced) = outcome {
             self.reopen(opened).await?;
         }
-        result
+        outcome
     }
 
     /// Moves to the file now at the path, once the file `stale` was replaced. Runs with no operation in flight.
@@ -240,6 +275,50 @@ impl Pools {
             writer,
             file,
         })
+    }
+}
+
+/// Works through the write queue. Each turn checks the writer connection out once and runs every write already
+/// queued (up to [`WRITE_BATCH`]) in one blocking call. Checking it out and hopping to a blocking thread for each
+/// write instead left the connection idle between writes while the next writer was woken, which capped writes
+/// at a fraction of what SQLite can commit. Each write is still its own transaction, committed before its caller
+/// is answered. Ends when the `Db` is dropped.
+async fn run_writes(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<WriteJob>) {
+    while let Some(first) = queue.recv().await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let pools = inner.pools.read().await;
+        let opened = pools.file;
+        let conn = match pools.writer.get().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                first(Err(err.into()), opened);
+                continue;
+            }
+        };
+        let turn = conn
+            .interact(move |conn| {
+                let mut next = Some(first);
+                let mut ran = 0;
+                while let Some(job) = next.take() {
+                    // A panic ends only its own write (its caller sees no answer), never the queue.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn), opened)));
+                    ran += 1;
+                    if ran < WRITE_BATCH {
+                        next = queue.try_recv().ok();
+                    }
+                }
+                queue
+            })
+            .await;
+        match turn {
+            Ok(rest) => queue = rest,
+            Err(err) => {
+                log::error!("the write queue stopped: {err}");
+                return;
+            }
+        }
     }
 }
 
@@ -445,6 +524,43 @@ mod tests {
             main > 100_000,
             "the log was never folded into the database file: {main} bytes"
         );
+    }
+
+    #[tokio::test]
+    async fn queued_writes_run_in_order_and_a_write_whose_caller_left_never_runs() {
+        use crate::domain::{PasswordHash, Username};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("tasky.db")).await.unwrap();
+        let signup = |name: &str| {
+            let username = Username::parse(name.into()).unwrap();
+            users::insert(&db, username, PasswordHash::from_phc("x".into()))
+        };
+        // Hold the writer connection so that writes queue behind it.
+        let held = db.inner.pools.read().await.writer.get().await.unwrap();
+        // A caller that gives up while its write is still queued (a client hanging up).
+        let abandoned = tokio::time::timeout(Duration::from_millis(50), signup("abandoned")).await;
+        assert!(
+            abandoned.is_err(),
+            "the write ran while the writer was held"
+        );
+        let queued = futures_util::future::join_all((0..20).map(|i| {
+            let db = db.clone();
+            async move {
+                let username = Username::parse(format!("queued{i}")).unwrap();
+                users::insert(&db, username, PasswordHash::from_phc("x".into())).await
+            }
+        }));
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(held);
+        };
+        let (created, ()) = tokio::join!(queued, release);
+        let ids: Vec<i64> = created.into_iter().map(|user| user.unwrap().id.0).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+        let abandoned = users::find_credentials(&db, "abandoned".into())
+            .await
+            .unwrap();
+        assert!(abandoned.is_none(), "a write whose caller left was run");
     }
 
     #[test]
