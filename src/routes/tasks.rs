@@ -268,9 +268,10 @@ fn tasks_json(tasks: &[Task]) -> Result<Response, Error> {
     serde_json::to_writer(&mut body, tasks)
         .map_err(|e| Error::Internal(format!("serializing tasks: {e}")))?;
     let mut response = Response::new(body.into());
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
