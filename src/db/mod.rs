@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_sqlite::{PoolConfig, Runtime, Timeouts};
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{RwLock, mpsc, oneshot};
 
 mod embedded {
@@ -36,7 +36,7 @@ const WRITE_BATCH: usize = 64;
 const BUSY_TIMEOUT_MS: u32 = 5_000;
 
 /// What can go wrong in the store, sorted by what the client should be told.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// A uniqueness rule refused the write (the only one clients can reach: usernames).
     #[error("unique constraint violated")]
@@ -131,9 +131,17 @@ struct FileId(u64, u64);
 
 impl Db {
     /// Opens (creating if needed) the SQLite file at `path` and applies every pending migration.
+    ///
+    /// This is the only place a database file is ever created. Pool connections open the file read-write
+    /// without creating it, so a file removed under the running service stays missing (503) rather than
+    /// coming back empty, which would hand out the removed users' ids again.
     pub async fn open(path: &Path) -> Result<Self, DbError> {
         let path: Arc<Path> = Arc::from(path);
-        let pools = Pools::open(&path).await?;
+        let create = path.clone();
+        tokio::task::spawn_blocking(move || Connection::open(&create).map(drop))
+            .await
+            .map_err(|e| DbError::Internal(e.to_string()))??;
+        let pools = Pools::open(&path, Schema::Create).await?;
         let (writes, queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             path,
@@ -165,11 +173,7 @@ impl Db {
     /// server has stopped; connections do not do it on close (see `configure`).
     pub async fn checkpoint(&self) -> Result<(), DbError> {
         let pools = self.inner.pools.write().await;
-        interact(&pools.writer, |conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await
+        interact(&pools.writer, |conn| truncate_log(conn)).await
     }
 
     /// Runs `f` on a reader connection, on a blocking thread.
@@ -239,18 +243,24 @@ impl Db {
         // Leave the old file's log empty: the new file shares the log's path, and must not meet old pages.
         // Connections never checkpoint or remove the log on close (see `configure`), so closing the old pool
         // later cannot touch the log the new connections use.
-        interact(&pools.writer, |conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(())
-        })
-        .await?;
-        *pools = Pools::open(&self.inner.path).await?;
+        interact(&pools.writer, |conn| truncate_log(conn)).await?;
+        *pools = Pools::open(&self.inner.path, Schema::Required).await?;
         Ok(())
     }
 }
 
+/// Whether opening the pools may lay a schema down on a file that has none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// At start-up, on the file `Db::open` just created or found.
+    Create,
+    /// When moving to a file put at the path later: it must already be a Tasky database (older ones are
+    /// migrated); an empty or foreign file is refused rather than started afresh.
+    Required,
+}
+
 impl Pools {
-    async fn open(path: &Path) -> Result<Self, DbError> {
+    async fn open(path: &Path, schema: Schema) -> Result<Self, DbError> {
         // More reader connections than blocking threads (see main): a read then waits for a thread in tokio's
         // queue, where a busy thread picks it up without sleeping, rather than for a connection in the pool,
         // where every hand-over wakes a task. Each connection's page cache is capped (see `configure`).
@@ -259,17 +269,23 @@ impl Pools {
             pool(path, readers, Role::Reader)?,
             pool(path, 1, Role::Writer)?,
         );
-        let report = interact(&writer, |conn| {
-            embedded::migrations::runner()
+        let opened = path.to_owned();
+        let (report, file) = interact(&writer, move |conn| {
+            if schema == Schema::Required && !has_schema(conn)? {
+                return Err(DbError::Unavailable(format!(
+                    "{} holds no Tasky database",
+                    opened.display()
+                )));
+            }
+            let report = embedded::migrations::runner()
                 .run(conn)
-                .map_err(|e| DbError::Internal(e.to_string()))
+                .map_err(|e| DbError::Internal(e.to_string()))?;
+            Ok((report, file_id(&opened)?))
         })
         .await?;
         for migration in report.applied_migrations() {
             log::info!("applied migration {migration}");
         }
-        let path = path.to_owned();
-        let file = interact(&writer, move |_| file_id(&path)).await?;
         Ok(Self {
             reader,
             writer,
@@ -279,12 +295,13 @@ impl Pools {
 }
 
 /// Works through the write queue. Each turn checks the writer connection out once and runs every write already
-/// queued (up to [`WRITE_BATCH`]) in one blocking call. Checking it out and hopping to a blocking thread for each
+/// queued (up to [`WRITE_BATCH`]) in one blocking call; the queue itself never leaves this task. Checking it out and hopping to a blocking thread for each
 /// write instead left the connection idle between writes while the next writer was woken, which capped writes
 /// at a fraction of what SQLite can commit. Each write is still its own transaction, committed before its caller
 /// is answered. Ends when the `Db` is dropped.
 async fn run_writes(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<WriteJob>) {
-    while let Some(first) = queue.recv().await {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         let Some(inner) = inner.upgrade() else {
             return;
         };
@@ -293,33 +310,50 @@ async fn run_writes(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Write
         let conn = match pools.writer.get().await {
             Ok(conn) => conn,
             Err(err) => {
-                first(Err(err.into()), opened);
+                let err = DbError::from(err);
+                for job in batch.drain(..) {
+                    job(Err(err.clone()), opened);
+                }
                 continue;
             }
         };
+        let jobs = std::mem::take(&mut batch);
         let turn = conn
             .interact(move |conn| {
-                let mut next = Some(first);
-                let mut ran = 0;
-                while let Some(job) = next.take() {
-                    // A panic ends only its own write (its caller sees no answer), never the queue.
+                for job in jobs {
+                    // A panic ends only its own write (its caller sees no answer), never the turn.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn), opened)));
-                    ran += 1;
-                    if ran < WRITE_BATCH {
-                        next = queue.try_recv().ok();
-                    }
                 }
-                queue
             })
             .await;
-        match turn {
-            Ok(rest) => queue = rest,
-            Err(err) => {
-                log::error!("the write queue stopped: {err}");
-                return;
-            }
+        if let Err(err) = turn {
+            log::error!("a turn of writes ended early: {err}");
         }
     }
+}
+
+/// Whether the database on `conn` was laid down by these migrations (at any version).
+fn has_schema(conn: &Connection) -> Result<bool, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'refinery_schema_history'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Folds the log into the database file and empties it. SQLite answers a busy flag rather than an error when
+/// another connection (another process) keeps it from finishing; that is a failure here.
+fn truncate_log(conn: &Connection) -> Result<(), DbError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(DbError::Unavailable(
+            "the log could not be folded into the database file: it is in use".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The file at `path` now.
@@ -390,13 +424,31 @@ fn pool(path: &Path, size: usize, role: Role) -> Result<Pool, DbError> {
         },
         ..PoolConfig::default()
     };
-    let connections =
-        deadpool_sqlite::Manager::from_config(&deadpool_sqlite::Config::new(path), Runtime::Tokio1);
+    let connections = deadpool_sqlite::Manager::from_config(
+        &deadpool_sqlite::Config::new(uri(path)),
+        Runtime::Tokio1,
+    );
     Pool::builder(Manager { connections, role })
         .config(config)
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Internal(e.to_string()))
+}
+
+/// `path` as an SQLite URI that opens the file for reading and writing but never creates it (rusqlite opens
+/// with URI names allowed).
+fn uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3F"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=rw");
+    uri
 }
 
 /// deadpool-sqlite's manager with a cheaper recycle. Its own recycle runs a query on a blocking thread at every
@@ -561,6 +613,28 @@ mod tests {
             .await
             .unwrap();
         assert!(abandoned.is_none(), "a write whose caller left was run");
+    }
+
+    #[tokio::test]
+    async fn an_empty_file_put_in_place_of_the_database_is_refused_not_started_afresh() {
+        use crate::domain::{PasswordHash, Username};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasky.db");
+        let db = Db::open(&path).await.unwrap();
+        let signup = |name: &str| {
+            let username = Username::parse(name.into()).unwrap();
+            users::insert(&db, username, PasswordHash::from_phc("x".into()))
+        };
+        signup("first").await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::File::create(&path).unwrap();
+        for _ in 0..3 {
+            let refused = signup("second").await;
+            assert!(
+                matches!(refused, Err(DbError::Replaced | DbError::Unavailable(_))),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]

@@ -271,6 +271,24 @@ fn a_removed_database_file_refuses_writes_until_it_is_back() {
     std::fs::rename(&file, &aside).unwrap();
     assert_unavailable(&create(&server.address, &token, "while gone"));
     assert_unavailable(&health(&server.address));
+    // Enough reads at once that the pool opens new connections: they must not create an empty file in its
+    // place, and no read may fail with a 500.
+    let reads: Vec<_> = (0..24)
+        .map(|_| {
+            let (address, token) = (server.address.clone(), token.clone());
+            thread::spawn(move || authorized(&address, &token, "GET", "/tasks", None).unwrap())
+        })
+        .collect();
+    for read in reads {
+        let answer = read.join().unwrap();
+        assert!(
+            [200, 503].contains(&answer.status),
+            "{} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    assert!(!file.exists(), "a connection created a new database file");
     std::fs::rename(&aside, &file).unwrap();
     assert_eq!(health(&server.address).status, 200);
     assert_eq!(create(&server.address, &token, "after").status, 201);
