@@ -82,7 +82,9 @@ fn page(conn: &Connection, owner: UserId, query: TaskQuery) -> Result<TaskPage, 
             skipped += 1;
             continue;
         }
-        total.get_or_insert(row.get::<_, i64>(7)?);
+        if total.is_none() {
+            total = Some(row.get::<_, i64>(7)?);
+        }
         tasks.push(read_task(row)?);
     }
     drop(rows);
