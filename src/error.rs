@@ -72,12 +72,6 @@ impl From<DbError> for Error {
     }
 }
 
-impl From<Vec<FieldError>> for Error {
-    fn from(errors: Vec<FieldError>) -> Self {
-        Self::Validation(errors)
-    }
-}
-
 /// One entry of a 422 `detail` list: `{"loc": ["body", "title"], "msg": "...", "type": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {

@@ -137,14 +137,23 @@ fn integer<T>(raw: &str, parse: impl Fn(i64) -> Result<T, Invalid>) -> Result<T,
     }
 }
 
-/// The answer to a protected request whose input broke the contract: a 422 listing `errors`, unless the user of
-/// its credentials is gone, which is a 401 and comes first (API.md checks credentials before input). This is
-/// the only extra round trip the store sees for it; valid requests check their user inside their own query.
-pub(crate) async fn refuse(db: &Db, user: UserId, errors: Vec<FieldError>) -> Rejection {
-    match db::users::require_exists(db, user).await {
+/// The parsed input of a protected request, or the answer to input that broke the contract: a 422 listing every
+/// problem, unless the user of its credentials is gone, which is a 401 and comes first (API.md checks
+/// credentials before input). That check is the only extra round trip the store sees, and only for refused
+/// input; valid requests check their user inside their own query.
+pub(crate) async fn checked<T>(
+    db: &Db,
+    user: UserId,
+    parsed: Result<T, Vec<FieldError>>,
+) -> Result<T, Rejection> {
+    let errors = match parsed {
+        Ok(value) => return Ok(value),
+        Err(errors) => errors,
+    };
+    Err(match db::users::require_exists(db, user).await {
         Ok(()) => Error::Validation(errors).into(),
         Err(err) => Error::from(err).into(),
-    }
+    })
 }
 
 /// `Ok(value)` when nothing went wrong, else every problem found.

@@ -5,7 +5,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
-use super::{Field, collect, integer, refuse};
+use super::{Field, checked, collect, integer};
 use crate::db::{self, Db};
 use crate::domain::{
     Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, UserId,
@@ -228,10 +228,7 @@ async fn create_task(
     body: Result<TaskBody, Vec<FieldError>>,
     db: Db,
 ) -> Result<Response, Rejection> {
-    let new_task = match body.and_then(NewTask::try_from) {
-        Ok(new_task) => new_task,
-        Err(errors) => return Err(refuse(&db, user, errors).await),
-    };
+    let new_task = checked(&db, user, body.and_then(NewTask::try_from)).await?;
     let task = db::tasks::insert(&db, user, new_task)
         .await
         .map_err(Error::from)?;
@@ -244,10 +241,7 @@ async fn create_task(
 }
 
 async fn list_tasks(user: UserId, query: Fields, db: Db) -> Result<Response, Rejection> {
-    let query = match task_query(&query) {
-        Ok(query) => query,
-        Err(errors) => return Err(refuse(&db, user, errors).await),
-    };
+    let query = checked(&db, user, task_query(&query)).await?;
     let page = db::tasks::list(&db, user, query)
         .await
         .map_err(Error::from)?;
@@ -276,10 +270,7 @@ fn tasks_json(tasks: &[Task]) -> Result<Response, Error> {
 }
 
 async fn get_task(raw_id: String, user: UserId, db: Db) -> Result<Response, Rejection> {
-    let id = match task_id(&raw_id) {
-        Ok(id) => id,
-        Err(error) => return Err(refuse(&db, user, vec![error]).await),
-    };
+    let id = checked(&db, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
     let task = db::tasks::get(&db, user, id)
         .await
         .map_err(Error::from)?
@@ -294,14 +285,15 @@ async fn update_task(
     db: Db,
 ) -> Result<Response, Rejection> {
     // FastAPI reports the path and the body together; so do we.
-    let (id, changes) = match (task_id(&raw_id), body.and_then(TaskChanges::try_from)) {
-        (Ok(id), Ok(changes)) => (id, changes),
+    let parsed = match (task_id(&raw_id), body.and_then(TaskChanges::try_from)) {
+        (Ok(id), Ok(changes)) => Ok((id, changes)),
         (id, changes) => {
             let mut errors: Vec<FieldError> = id.err().into_iter().collect();
             errors.extend(changes.err().unwrap_or_default());
-            return Err(refuse(&db, user, errors).await);
+            Err(errors)
         }
     };
+    let (id, changes) = checked(&db, user, parsed).await?;
     let task = db::tasks::update(&db, user, id, changes)
         .await
         .map_err(Error::from)?
@@ -310,10 +302,7 @@ async fn update_task(
 }
 
 async fn delete_task(raw_id: String, user: UserId, db: Db) -> Result<Response, Rejection> {
-    let id = match task_id(&raw_id) {
-        Ok(id) => id,
-        Err(error) => return Err(refuse(&db, user, vec![error]).await),
-    };
+    let id = checked(&db, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
     if db::tasks::delete(&db, user, id)
         .await
         .map_err(Error::from)?
