@@ -94,7 +94,7 @@ impl Workspace {
 
 /// Argon2id hashing and verification on dedicated, lower-priority threads.
 pub struct Passwords {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
 }
@@ -134,7 +134,7 @@ impl Passwords {
             }
         }
         Self {
-            jobs: Mutex::new(sender),
+            jobs: sender,
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting: threads * MAX_WAITING_PER_THREAD,
         }
@@ -200,12 +200,7 @@ impl Passwords {
             waiting.fetch_sub(1, Ordering::Relaxed);
             let _ = answer.send(work(workspace));
         });
-        let sent = self
-            .jobs
-            .lock()
-            .map_err(|_| ())
-            .and_then(|jobs| jobs.send(job).map_err(|_| ()));
-        if sent.is_err() {
+        if self.jobs.send(job).is_err() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(Error::Internal("hashing threads are gone".into()));
         }
