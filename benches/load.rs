@@ -127,28 +127,24 @@ async fn run(settings: Settings) -> Result<(), Error> {
     client.seed(&neighbour, SEED, 8).await?;
 
     println!("# scenario req_per_s p50_ms p99_ms errors");
+    let (conc, duration) = (settings.conc, settings.duration);
     let list = client.list_request(&reader);
     let list_alone = client
-        .drive(
-            settings.conc,
-            settings.duration,
-            StatusCode::OK,
-            list.clone(),
-        )
+        .scenario("list", conc, duration, StatusCode::OK, list.clone())
         .await;
-    list_alone.print("list");
 
     let get = {
         let (client, token, ids) = (client.clone(), reader.clone(), ids.clone());
         move || {
-            let id = ids[rand::random_range(0..ids.len())];
-            client.request(Method::GET, &format!("/tasks/{id}"), Some(&token), None)
+            let path = format!("/tasks/{}", random_id(&ids));
+            client.request(Method::GET, &path, Some(&token), None)
         }
     };
-    let outcome = client
-        .drive(settings.conc, settings.duration, StatusCode::OK, get)
-        .await;
-    outcome.print("get");
+    let mut outcomes = vec![
+        client
+            .scenario("get", conc, duration, StatusCode::OK, get)
+            .await,
+    ];
 
     let create = {
         let (client, token) = (client.clone(), writer.clone());
@@ -157,69 +153,59 @@ async fn run(settings: Settings) -> Result<(), Error> {
             client.request(Method::POST, "/tasks", Some(&token), Some(json(body)))
         }
     };
-    let outcome = client
-        .drive(
-            settings.conc,
-            settings.duration,
-            StatusCode::CREATED,
-            create,
-        )
-        .await;
-    outcome.print("create");
+    outcomes.push(
+        client
+            .scenario("create", conc, duration, StatusCode::CREATED, create)
+            .await,
+    );
 
     let update = {
         let (client, token, ids) = (client.clone(), reader.clone(), ids.clone());
         move || {
-            let id = ids[rand::random_range(0..ids.len())];
-            let body = if rand::random() {
-                r#"{"status": "completed"}"#
-            } else {
-                r#"{"status": "pending"}"#
-            };
-            client.request(
-                Method::PUT,
-                &format!("/tasks/{id}"),
-                Some(&token),
-                Some(json(body)),
-            )
+            let path = format!("/tasks/{}", random_id(&ids));
+            let body = [r#"{"status": "completed"}"#, r#"{"status": "pending"}"#];
+            let body = json(body[rand::random_range(0..body.len())]);
+            client.request(Method::PUT, &path, Some(&token), Some(body))
         }
     };
-    let outcome = client
-        .drive(settings.conc, settings.duration, StatusCode::OK, update)
-        .await;
-    outcome.print("update");
+    outcomes.push(
+        client
+            .scenario("update", conc, duration, StatusCode::OK, update)
+            .await,
+    );
 
-    let login = client.login_request(&format!("bench{run_id}a"));
-    let outcome = client
-        .drive(
-            settings.login_conc,
-            settings.duration,
-            StatusCode::OK,
-            login.clone(),
-        )
-        .await;
-    outcome.print("login");
+    let (login_conc, login) = (
+        settings.login_conc,
+        client.login_request(&format!("bench{run_id}a")),
+    );
+    outcomes.push(
+        client
+            .scenario("login", login_conc, duration, StatusCode::OK, login.clone())
+            .await,
+    );
 
     // The storm starts first and ends last, so the list runs under it all along.
     let storm = tokio::spawn({
-        let (client, login) = (client.clone(), login.clone());
-        let (conc, duration) = (
-            settings.login_conc,
-            settings.duration + Duration::from_secs(2),
-        );
-        async move { client.drive(conc, duration, StatusCode::OK, login).await }
+        let client = client.clone();
+        let storm_duration = duration + Duration::from_secs(2);
+        async move {
+            client
+                .drive(login_conc, storm_duration, StatusCode::OK, login)
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let under_login = client
-        .drive(
-            settings.conc,
-            settings.duration,
-            StatusCode::OK,
-            list.clone(),
-        )
+        .scenario("list_under_login", conc, duration, StatusCode::OK, list)
         .await;
-    under_login.print("list_under_login");
-    storm.await?.print("login_beside_list");
+    let storm = storm.await?;
+    storm.print("login_beside_list");
+    outcomes.push(storm);
+    let errors: u64 = [&list_alone, &under_login]
+        .into_iter()
+        .chain(&outcomes)
+        .map(|outcome| outcome.errors)
+        .sum();
 
     if let Some(server) = server {
         println!();
@@ -240,7 +226,15 @@ async fn run(settings: Settings) -> Result<(), Error> {
         );
         server.stop()?;
     }
+    if errors > 0 {
+        return Err(format!("{errors} requests failed; see the errors column").into());
+    }
     Ok(())
+}
+
+/// One of `ids`, at random.
+fn random_id(ids: &[i64]) -> i64 {
+    ids[rand::random_range(0..ids.len())]
 }
 
 /// The list's latency at concurrency 1 for a user with `LARGE` tasks, against one with `SEED`.
@@ -260,10 +254,19 @@ async fn large_user(client: &Client, small: &str, duration: Duration) -> Result<
     }
     let mut p50 = Vec::new();
     for (name, token) in [("1000 tasks", small), ("100000 tasks", large.as_str())] {
+        let scenario = format!("list_c1_{}", name.replace(' ', "_"));
         let outcome = client
-            .drive(1, duration, StatusCode::OK, client.list_request(token))
+            .scenario(
+                &scenario,
+                1,
+                duration,
+                StatusCode::OK,
+                client.list_request(token),
+            )
             .await;
-        outcome.print(&format!("list_c1_{}", name.replace(' ', "_")));
+        if outcome.errors > 0 {
+            return Err(format!("{scenario}: {} requests failed", outcome.errors).into());
+        }
         p50.push(outcome.percentile(0.5));
     }
     println!(
@@ -313,7 +316,14 @@ impl Server {
         let secret: [u8; 32] = rand::random();
         let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let launched = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_tasky"))
+        // Nothing of the caller's environment but the key: a LOGIN_RATE_LIMIT or TOKEN_TTL_MINUTES set in the
+        // shell would change what is measured.
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tasky"));
+        command.env_clear();
+        if let Ok(key) = std::env::var("API_KEY") {
+            command.env("API_KEY", key);
+        }
+        let child = command
             .env("HOST", "127.0.0.1")
             .env("PORT", address.port().to_string())
             .env("DATABASE_PATH", dir.path().join("tasky.db"))
@@ -362,7 +372,7 @@ impl Server {
             .ok_or_else(|| "no VmHWM in /proc/PID/status".into())
     }
 
-    /// SIGTERM, and waits for a clean exit.
+    /// SIGTERM, and waits (at most 30 s) for a clean exit.
     fn stop(mut self) -> Result<(), Error> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -370,7 +380,16 @@ impl Server {
         if !status.success() {
             return Err("kill -TERM failed".into());
         }
-        let exit = self.child.wait()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait()? {
+                break exit;
+            }
+            if Instant::now() > deadline {
+                return Err("the server did not stop within 30 s of SIGTERM".into()); // Drop kills it
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         if !exit.success() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             return Err(format!("the server exited with {exit}; its log:\n{log}").into());
@@ -406,7 +425,7 @@ impl Client {
     ) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = method;
-        *request.uri_mut() = path.parse().unwrap_or_default();
+        *request.uri_mut() = path.parse().expect("the benchmark's paths are valid URIs");
         let headers = request.headers_mut();
         headers.insert(HOST, self.header(&self.address.to_string()));
         if let Some(token) = token {
@@ -421,7 +440,7 @@ impl Client {
     }
 
     fn header(&self, value: &str) -> HeaderValue {
-        HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("invalid"))
+        HeaderValue::from_str(value).expect("tokens and keys are valid header values")
     }
 
     fn list_request(
@@ -523,6 +542,23 @@ impl Client {
         total.ok_or_else(|| format!("list: {} without X-Total-Count", response.status()).into())
     }
 
+    /// [`Client::drive`], and prints the outcome as one line named `name`.
+    async fn scenario<F>(
+        &self,
+        name: &str,
+        conc: usize,
+        duration: Duration,
+        expect: StatusCode,
+        make: F,
+    ) -> Outcome
+    where
+        F: Fn() -> Request<Full<Bytes>> + Clone + Send + 'static,
+    {
+        let outcome = self.drive(conc, duration, expect, make).await;
+        outcome.print(name);
+        outcome
+    }
+
     /// Sends requests made by `make` over `conc` connections for `duration`; requests in flight at the end
     /// are waited for. A request counts as done when its status is `expect` and its whole body has arrived.
     async fn drive<F>(
@@ -555,8 +591,9 @@ impl Client {
                             }
                         },
                     };
+                    let request = make();
                     let sent = Instant::now();
-                    let result = send(connection, make()).await;
+                    let result = send(connection, request).await;
                     outcome.latencies.push(sent.elapsed());
                     match result {
                         Ok((status, _)) if status == expect => outcome.done += 1,
