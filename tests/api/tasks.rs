@@ -412,32 +412,27 @@ async fn the_total_follows_status_changes_and_deletes() {
             header(&response, "x-total-count").unwrap().to_owned()
         }
     };
-    app.send(as_user(
-        put_json(
-            &format!("/tasks/{}", ids[0]),
-            &json!({"status": "completed"}),
-        ),
-        &alice,
-    ))
-    .await;
-    app.send(as_user(
-        put_json(
-            &format!("/tasks/{}", ids[1]),
-            &json!({"status": "completed"}),
-        ),
-        &alice,
-    ))
-    .await;
-    app.send(as_user(
-        put_json(&format!("/tasks/{}", ids[1]), &json!({"status": "pending"})),
-        &alice,
-    ))
-    .await;
-    app.send(as_user(
-        request("DELETE", &format!("/tasks/{}", ids[2])),
-        &alice,
-    ))
-    .await;
+    let changes = [
+        (ids[0], "completed"),
+        (ids[1], "completed"),
+        (ids[1], "pending"),
+    ];
+    for (id, status) in changes {
+        let response = app
+            .send(as_user(
+                put_json(&format!("/tasks/{id}"), &json!({ "status": status })),
+                &alice,
+            ))
+            .await;
+        assert_eq!(response.status(), 200, "{id} -> {status}");
+    }
+    let deleted = app
+        .send(as_user(
+            request("DELETE", &format!("/tasks/{}", ids[2])),
+            &alice,
+        ))
+        .await;
+    assert_eq!(deleted.status(), 204);
     assert_eq!(total("").await, "3");
     assert_eq!(total("?status=completed").await, "1");
     assert_eq!(total("?status=pending").await, "2");

@@ -61,6 +61,17 @@ fn a_client_that_trickles_its_headers_is_disconnected() {
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
+    // One more byte of the header every 100 ms, for 10 s unless the server hangs up first: every byte arrives
+    // well within the 300 ms limit, so only a limit on the whole header can end this early.
+    let mut trickle = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(100));
+            if trickle.write_all(b"a").is_err() {
+                return;
+            }
+        }
+    });
     let (received, waited) = read_until_closed(&mut stream);
     assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
     assert!(
