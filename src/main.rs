@@ -10,13 +10,11 @@ use tasky::{AppState, api};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Threads for blocking work: one per core, plus one. Only SQLite calls use them (hashing has threads of its
-/// own), and SQLite on a cached file is CPU-bound, so more threads than cores only add context switches: every
-/// idle thread is one more that a new call wakes instead of queueing for a busy one, and that wake-up cost more
-/// than the query itself (measured: list and get a quarter faster than with 16 threads). The extra thread keeps
-/// reads going while a write waits on a lock held by another process.
+/// Threads for blocking work: one per read lane and one for the writer lane (see `tasky::db`). Only SQLite calls
+/// use them (hashing has threads of its own), and SQLite on a cached file is CPU-bound, so more threads than
+/// cores only add context switches.
 fn blocking_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+    tasky::db::read_lanes() + 1
 }
 
 fn main() -> ExitCode {

@@ -3,9 +3,10 @@
 //!
 //! SQLite serialises writers. Rather than let concurrent writers collide inside SQLite (where the loser sleeps in
 //! the busy handler, or fails with "database is locked"), writes queue, first come first served, for a pool of
-//! exactly one connection, which runs them back to back (see [`Db::write`]); reads use a separate pool and run
-//! beside the writer, which WAL allows. Every call runs on tokio's blocking threads through `interact`, never on
-//! the async workers.
+//! exactly one connection, which runs them back to back (see [`Db::write`]); reads queue for a separate pool,
+//! one connection per core, and run beside the writer, which WAL allows. Each queue is worked through by lanes
+//! (one for writes, one per core for reads) that stay on a blocking thread while calls keep coming (see
+//! [`run_lane`]). Every call runs on tokio's blocking threads through `interact`, never on the async workers.
 
 pub mod tasks;
 pub mod users;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use deadpool_sqlite::{PoolConfig, Runtime, Timeouts};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
-use tokio::sync::{RwLock, mpsc, oneshot};
+use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 
 mod embedded {
     refinery::embed_migrations!("sql");
@@ -28,9 +29,9 @@ mod embedded {
 /// How long a request waits for a connection before it is answered 503.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 
-/// How many queued writes one turn of the writer connection runs before it is handed back to the pool, so a
-/// reopen or the final checkpoint gets its turn under a steady stream of writes.
-const WRITE_BATCH: usize = 64;
+/// How many queued calls one turn of a lane runs before its connection is handed back to the pool, so a reopen
+/// or the final checkpoint gets its turn under a steady stream of calls.
+const TURN: usize = 64;
 
 /// How long SQLite itself waits on a lock held by another process (a backup, the sqlite3 shell) before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -109,13 +110,18 @@ struct Inner {
     /// Every operation holds this for reading while it runs; reopening holds it for writing, so it runs with
     /// nothing in flight.
     pools: RwLock<Pools>,
+    /// Reads waiting for a reader connection.
+    reads: mpsc::UnboundedSender<Job>,
     /// Writes waiting for the writer connection, in the order they came.
-    writes: mpsc::UnboundedSender<WriteJob>,
+    writes: mpsc::UnboundedSender<Job>,
 }
 
-/// A write waiting its turn. It is given the writer connection and the file the pools were opened on, or the
-/// reason there is no connection, and answers its caller itself.
-type WriteJob = Box<dyn FnOnce(Result<&mut Connection, DbError>, FileId) + Send>;
+/// A call waiting its turn. It is given a connection and the file the pools were opened on, or the reason there
+/// is no connection, and answers its caller itself.
+type Job = Box<dyn FnOnce(Result<&mut Connection, DbError>, FileId) + Send>;
+
+/// A queue of calls shared by the lanes that work through it.
+type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Job>>>;
 
 /// The connections to one database file.
 struct Pools {
@@ -142,13 +148,21 @@ impl Db {
             .await
             .map_err(|e| DbError::Internal(e.to_string()))??;
         let pools = Pools::open(&path, Schema::Create).await?;
-        let (writes, queue) = mpsc::unbounded_channel();
+        let (reads, read_queue) = mpsc::unbounded_channel();
+        let (writes, write_queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             path,
             pools: RwLock::new(pools),
+            reads,
             writes,
         });
-        tokio::spawn(run_writes(Arc::downgrade(&inner), queue));
+        let read_queue = Arc::new(Mutex::new(read_queue));
+        for _ in 0..read_lanes() {
+            let lane = run_lane(Arc::downgrade(&inner), read_queue.clone(), Role::Reader);
+            tokio::spawn(lane);
+        }
+        let write_queue = Arc::new(Mutex::new(write_queue));
+        tokio::spawn(run_lane(Arc::downgrade(&inner), write_queue, Role::Writer));
         Ok(Self { inner })
     }
 
@@ -176,18 +190,19 @@ impl Db {
         interact(&pools.writer, |conn| truncate_log(conn)).await
     }
 
-    /// Runs `f` on a reader connection, on a blocking thread.
+    /// Runs `f` on a reader connection, on a blocking thread, once a read lane takes it from the queue (see
+    /// [`run_lane`]). Like a write, a read that waited longer than [`POOL_WAIT`] answers 503, and one whose caller
+    /// has gone is not run.
     async fn read<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let pools = self.inner.pools.read().await;
-        interact(&pools.reader, f).await
+        self.submit(&self.inner.reads, |conn, _| f(conn)).await?.0
     }
 
     /// Runs `f` on the one writer connection, on a blocking thread; concurrent writes wait their turn in a queue
-    /// that the writer works through without pausing between them (see [`run_writes`]). The file is checked
+    /// that the writer lane works through without pausing between them (see [`run_lane`]). The file is checked
     /// first, so nothing is written to a file that was removed, replaced or made read-only under the running
     /// service: such a write answers 503 instead, and succeeds again once the file is back (a file put back by
     /// another inode is reopened).
@@ -199,35 +214,52 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
     {
-        let (answer, result) = oneshot::channel();
-        let (path, deadline) = (self.inner.path.clone(), Instant::now() + POOL_WAIT);
-        let job: WriteJob = Box::new(move |conn, opened| {
+        let path = self.inner.path.clone();
+        let (outcome, opened) = self
+            .submit(&self.inner.writes, move |conn, opened| {
+                check_file(&path, opened)?;
+                f(conn)
+            })
+            .await?;
+        if let Err(DbError::Replaced) = outcome {
+            self.reopen(opened).await?;
+        }
+        outcome
+    }
+
+    /// Queues `f` for a connection of `queue`'s pool and waits for its outcome and the file it ran on. A call
+    /// that waited longer than [`POOL_WAIT`] for its turn is not run and answers 503; one whose caller has gone
+    /// is not run at all.
+    async fn submit<T, F>(
+        &self,
+        queue: &mpsc::UnboundedSender<Job>,
+        f: F,
+    ) -> Result<(Result<T, DbError>, FileId), DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, FileId) -> Result<T, DbError> + Send + 'static,
+    {
+        let (answer, outcome) = oneshot::channel();
+        let deadline = Instant::now() + POOL_WAIT;
+        let job: Job = Box::new(move |conn, opened| {
             if answer.is_closed() {
                 return;
             }
             let outcome = if Instant::now() > deadline {
                 Err(DbError::Unavailable(
-                    "the write waited too long for its turn".into(),
+                    "the call waited too long for a connection".into(),
                 ))
             } else {
-                conn.and_then(|conn| {
-                    check_file(&path, opened)?;
-                    f(conn)
-                })
+                conn.and_then(|conn| f(conn, opened))
             };
             let _ = answer.send((outcome, opened));
         });
-        self.inner
-            .writes
+        queue
             .send(job)
-            .map_err(|_| DbError::Internal("the writer has stopped".into()))?;
-        let (outcome, opened) = result
-            .await
-            .map_err(|_| DbError::Internal("a write ended without an answer".into()))?;
-        if let Err(DbError::Replaced) = outcome {
-            self.reopen(opened).await?;
-        }
+            .map_err(|_| DbError::Internal("the store has stopped".into()))?;
         outcome
+            .await
+            .map_err(|_| DbError::Internal("a call ended without an answer".into()))
     }
 
     /// Moves to the file now at the path, once the file `stale` was replaced. Runs with no operation in flight.
@@ -260,11 +292,16 @@ enum Schema {
 }
 
 impl Pools {
+    fn pool(&self, role: Role) -> &Pool {
+        match role {
+            Role::Reader => &self.reader,
+            Role::Writer => &self.writer,
+        }
+    }
+
     async fn open(path: &Path, schema: Schema) -> Result<Self, DbError> {
-        // More reader connections than blocking threads (see main): a read then waits for a thread in tokio's
-        // queue, where a busy thread picks it up without sleeping, rather than for a connection in the pool,
-        // where every hand-over wakes a task. Each connection's page cache is capped (see `configure`).
-        let readers = std::thread::available_parallelism().map_or(8, |n| (4 * n.get()).max(8));
+        // One reader connection per read lane: a lane holds its connection for a whole turn.
+        let readers = read_lanes();
         let (reader, writer) = (
             pool(path, readers, Role::Reader)?,
             pool(path, 1, Role::Writer)?,
@@ -294,40 +331,52 @@ impl Pools {
     }
 }
 
-/// Works through the write queue. Each turn checks the writer connection out once and runs every write already
-/// queued (up to [`WRITE_BATCH`]) in one blocking call; the queue itself never leaves this task. Checking it out and hopping to a blocking thread for each
-/// write instead left the connection idle between writes while the next writer was woken, which capped writes
-/// at a fraction of what SQLite can commit. Each write is still its own transaction, committed before its caller
-/// is answered. Ends when the `Db` is dropped.
-async fn run_writes(inner: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<WriteJob>) {
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    while queue.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+/// How many lanes work through the read queue: one per core, as SQLite on a cached file is CPU-bound and more
+/// would only take turns on the same cores; and at least two, so one slow read never holds up all the others.
+pub fn read_lanes() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
+/// Works through a queue with connections of `role`'s pool, beside the other lanes of the same queue. Each turn
+/// takes one call, checks a connection out, and then, on the blocking thread, keeps running calls as long as
+/// the queue has more (up to [`TURN`]), so under load a lane stays on its thread instead of waking a thread
+/// per call: handing every call to a fresh blocking thread cost more than the query itself. Each write is still
+/// its own transaction, committed before its caller is answered. Ends when the `Db` is dropped.
+async fn run_lane(inner: Weak<Inner>, queue: Queue, role: Role) {
+    loop {
+        let Some(first) = queue.lock().await.recv().await else {
+            return;
+        };
         let Some(inner) = inner.upgrade() else {
             return;
         };
         let pools = inner.pools.read().await;
         let opened = pools.file;
-        let conn = match pools.writer.get().await {
+        let conn = match pools.pool(role).get().await {
             Ok(conn) => conn,
             Err(err) => {
-                let err = DbError::from(err);
-                for job in batch.drain(..) {
-                    job(Err(err.clone()), opened);
-                }
+                first(Err(err.into()), opened);
                 continue;
             }
         };
-        let jobs = std::mem::take(&mut batch);
+        let queue = queue.clone();
         let turn = conn
             .interact(move |conn| {
-                for job in jobs {
-                    // A panic ends only its own write (its caller sees no answer), never the turn.
+                let mut next = Some(first);
+                let mut ran = 0;
+                while let Some(job) = next.take() {
+                    // A panic ends only its own call (its caller sees no answer), never the turn.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn), opened)));
+                    ran += 1;
+                    if ran < TURN {
+                        // Another lane holding the queue is idle, waiting for calls: it takes the rest.
+                        next = queue.try_lock().ok().and_then(|mut q| q.try_recv().ok());
+                    }
                 }
             })
             .await;
         if let Err(err) = turn {
-            log::error!("a turn of writes ended early: {err}");
+            log::error!("a turn of calls ended early: {err}");
         }
     }
 }
@@ -613,6 +662,65 @@ mod tests {
             .await
             .unwrap();
         assert!(abandoned.is_none(), "a write whose caller left was run");
+    }
+
+    #[tokio::test]
+    async fn reads_go_on_while_one_read_is_slow_and_a_read_whose_caller_left_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("tasky.db")).await.unwrap();
+        let select = |conn: &mut Connection| Ok(conn.query_row("SELECT 1", [], |row| row.get(0))?);
+
+        // One read keeps its lane busy until released; the others are taken by the remaining lanes.
+        let (release, slow_until) = std::sync::mpsc::channel::<()>();
+        let slow = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.read(move |_| {
+                    let _ = slow_until.recv_timeout(Duration::from_secs(30));
+                    Ok(())
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..20 {
+            let one: i64 = tokio::time::timeout(Duration::from_secs(10), db.read(select))
+                .await
+                .expect("a read waited behind a slow one")
+                .unwrap();
+            assert_eq!(one, 1);
+        }
+        assert!(!slow.is_finished(), "the slow read was not running");
+        release.send(()).unwrap();
+        slow.await.unwrap().unwrap();
+
+        // Hold every reader connection, so that reads queue.
+        let pools = db.inner.pools.read().await;
+        let mut held = Vec::new();
+        for _ in 0..read_lanes() {
+            held.push(pools.reader.get().await.unwrap());
+        }
+        drop(pools);
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let abandoned = tokio::time::timeout(Duration::from_millis(50), {
+            let ran = ran.clone();
+            db.read(move |_| {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            })
+        })
+        .await;
+        assert!(
+            abandoned.is_err(),
+            "the read ran while every reader was held"
+        );
+        drop(held);
+        let one: i64 = db.read(select).await.unwrap();
+        assert_eq!(one, 1);
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "a read whose caller left was run"
+        );
     }
 
     #[tokio::test]
