@@ -398,9 +398,20 @@ async fn a_token_stops_working_when_its_user_is_gone() {
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "left behind"})).await;
     let item = format!("/tasks/{}", task["id"]);
+    // Removed the way an operator in the sqlite3 shell would, with foreign keys off: the task stays behind,
+    // and must not make its owner look alive.
     let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
     conn.execute("DELETE FROM users WHERE id = ?1", [alice.id])
         .unwrap();
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tasks WHERE user_id = ?1",
+            [alice.id],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 1);
     let attempts = [
         request("GET", "/users/me"),
         request("GET", "/tasks"),
