@@ -20,10 +20,10 @@ use crate::{AppState, Route};
 
 /// Every endpoint of this module.
 pub fn routes(state: &AppState) -> Route {
-    tasks_create(state)
-        .or(tasks_list(state))
-        .unify()
+    tasks_list(state)
         .or(tasks_get(state))
+        .unify()
+        .or(tasks_create(state))
         .unify()
         .or(tasks_update(state))
         .unify()
