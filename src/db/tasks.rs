@@ -201,7 +201,7 @@ fn read_task(row: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
-    Timestamp::from_stored(row.get_ref(index)?.as_str()?)
+    Timestamp::from_stored(row.get_ref(index)?.as_bytes()?)
         .ok_or_else(|| invalid_column(index, "timestamp"))
 }
 

@@ -224,19 +224,20 @@ impl Timestamp {
     }
 
     fn written(instant: DateTime<Utc>) -> Option<Self> {
-        Self::from_stored(&instant.trunc_subsecs(0).format(Self::FORMAT).to_string())
+        Self::from_stored(instant.trunc_subsecs(0).format(Self::FORMAT).to_string())
     }
 
     /// A timestamp read back from the store, which holds only the written form; anything not shaped like it is
-    /// refused.
-    pub fn from_stored(stored: &str) -> Option<Self> {
-        let bytes: [u8; 20] = stored.as_bytes().try_into().ok()?;
-        let shaped = bytes.iter().enumerate().all(|(i, &b)| match i {
-            4 | 7 => b == b'-',
-            10 => b == b'T',
-            13 | 16 => b == b':',
-            19 => b == b'Z',
-            _ => b.is_ascii_digit(),
+    /// refused. Takes bytes, so the store's text needs no UTF-8 check of its own: the shape allows only ASCII.
+    pub fn from_stored(stored: impl AsRef<[u8]>) -> Option<Self> {
+        const SHAPE: &[u8; 20] = b"0000-00-00T00:00:00Z";
+        let bytes: [u8; 20] = stored.as_ref().try_into().ok()?;
+        let shaped = bytes.iter().zip(SHAPE).all(|(&byte, &shape)| {
+            if shape == b'0' {
+                byte.is_ascii_digit()
+            } else {
+                byte == shape
+            }
         });
         shaped.then_some(Self(bytes))
     }
