@@ -192,8 +192,8 @@ fn read_task(row: &Row<'_>) -> rusqlite::Result<Task> {
     Ok(Task {
         id: TaskId(row.get(0)?),
         user_id: UserId(row.get(1)?),
-        title: row.get(2)?,
-        description: row.get(3)?,
+        title: row.get_ref(2)?.as_str()?.into(),
+        description: row.get_ref(3)?.as_str()?.into(),
         status: TaskStatus::parse(status).map_err(|_| invalid_column(4, "status"))?,
         created_at: timestamp(row, 5)?,
         updated_at: timestamp(row, 6)?,

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use compact_str::CompactString;
 use serde::{Serialize, Serializer};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{RefOr, Schema};
@@ -281,8 +282,12 @@ impl Serialize for Timestamp {
 pub struct Task {
     pub id: TaskId,
     pub user_id: UserId,
-    pub title: String,
-    pub description: String,
+    // Title and description hold text of up to 24 bytes inline. Most are that short, so a page of tasks read
+    // from the store is not two heap allocations per task.
+    #[schema(value_type = String)]
+    pub title: CompactString,
+    #[schema(value_type = String)]
+    pub description: CompactString,
     pub status: TaskStatus,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
