@@ -26,7 +26,8 @@ mod embedded {
     refinery::embed_migrations!("sql");
 }
 
-/// How long a request waits for a connection before it is answered 503.
+/// How long a call waits for its turn (a lane and a connection) before it is answered 503. Checked when a lane
+/// takes the call up; a call is never run after it.
 const POOL_WAIT: Duration = Duration::from_secs(10);
 
 /// How many queued calls one turn of a lane runs before its connection is handed back to the pool, so a reopen
@@ -110,6 +111,8 @@ struct Inner {
     /// Every operation holds this for reading while it runs; reopening holds it for writing, so it runs with
     /// nothing in flight.
     pools: RwLock<Pools>,
+    /// How many lanes work the read queue, and so how many reader connections there are.
+    read_lanes: usize,
     /// Reads waiting for a reader connection.
     reads: mpsc::UnboundedSender<Job>,
     /// Writes waiting for the writer connection, in the order they came.
@@ -147,17 +150,19 @@ impl Db {
         tokio::task::spawn_blocking(move || Connection::open(&create).map(drop))
             .await
             .map_err(|e| DbError::Internal(e.to_string()))??;
-        let pools = Pools::open(&path, Schema::Create).await?;
+        let read_lanes = read_lanes();
+        let pools = Pools::open(&path, Schema::Create, read_lanes).await?;
         let (reads, read_queue) = mpsc::unbounded_channel();
         let (writes, write_queue) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             path,
             pools: RwLock::new(pools),
+            read_lanes,
             reads,
             writes,
         });
         let read_queue = Arc::new(Mutex::new(read_queue));
-        for _ in 0..read_lanes() {
+        for _ in 0..read_lanes {
             let lane = run_lane(Arc::downgrade(&inner), read_queue.clone(), Role::Reader);
             tokio::spawn(lane);
         }
@@ -276,7 +281,7 @@ impl Db {
         // Connections never checkpoint or remove the log on close (see `configure`), so closing the old pool
         // later cannot touch the log the new connections use.
         interact(&pools.writer, |conn| truncate_log(conn)).await?;
-        *pools = Pools::open(&self.inner.path, Schema::Required).await?;
+        *pools = Pools::open(&self.inner.path, Schema::Required, self.inner.read_lanes).await?;
         Ok(())
     }
 }
@@ -299,9 +304,9 @@ impl Pools {
         }
     }
 
-    async fn open(path: &Path, schema: Schema) -> Result<Self, DbError> {
-        // One reader connection per read lane: a lane holds its connection for a whole turn.
-        let readers = read_lanes();
+    /// Opens the pools on `path`, with one reader connection per read lane (a lane holds its connection for a
+    /// whole turn).
+    async fn open(path: &Path, schema: Schema, readers: usize) -> Result<Self, DbError> {
         let (reader, writer) = (
             pool(path, readers, Role::Reader)?,
             pool(path, 1, Role::Writer)?,
@@ -355,7 +360,13 @@ async fn run_lane(inner: Weak<Inner>, queue: Queue, role: Role) {
         let conn = match pools.pool(role).get().await {
             Ok(conn) => conn,
             Err(err) => {
-                first(Err(err.into()), opened);
+                // The calls queued behind this one would meet the same failure: answer them all now, rather
+                // than one checkout attempt at a time.
+                let err = DbError::from(err);
+                first(Err(err.clone()), opened);
+                while let Some(job) = take_queued(&queue) {
+                    job(Err(err.clone()), opened);
+                }
                 continue;
             }
         };
@@ -369,8 +380,7 @@ async fn run_lane(inner: Weak<Inner>, queue: Queue, role: Role) {
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(conn), opened)));
                     ran += 1;
                     if ran < TURN {
-                        // Another lane holding the queue is idle, waiting for calls: it takes the rest.
-                        next = queue.try_lock().ok().and_then(|mut q| q.try_recv().ok());
+                        next = take_queued(&queue);
                     }
                 }
             })
@@ -379,6 +389,11 @@ async fn run_lane(inner: Weak<Inner>, queue: Queue, role: Role) {
             log::error!("a turn of calls ended early: {err}");
         }
     }
+}
+
+/// The next call already in `queue`, if no idle lane is waiting on it (that lane takes the rest).
+fn take_queued(queue: &Queue) -> Option<Job> {
+    queue.try_lock().ok()?.try_recv().ok()
 }
 
 /// Whether the database on `conn` was laid down by these migrations (at any version).
@@ -504,7 +519,8 @@ fn uri(path: &Path) -> String {
 /// checkout, which doubles the blocking-thread round trips of every request (measured: a third more list and
 /// write throughput without it). A SQLite connection to a local file does not go stale the way a network
 /// connection does; what can break it here is a panic inside `interact`, which poisons its mutex, and that is
-/// what this recycle checks.
+/// what this recycle checks. (Lanes catch a call's panic themselves; rusqlite resets the call's statements and
+/// rolls back its transaction as it unwinds, so the connection stays usable.)
 struct Manager {
     connections: deadpool_sqlite::Manager,
     role: Role,
@@ -564,7 +580,7 @@ fn configure(conn: &mut Connection, role: Role) -> rusqlite::Result<()> {
     if let Role::Reader = role {
         // A reader that tried to write would bypass the writer queue; make that impossible.
         conn.pragma_update(None, "query_only", "ON")?;
-        // 512 KiB of page cache per reader instead of SQLite's 2 MiB: there are many readers, the pages a
+        // 512 KiB of page cache per reader instead of SQLite's 2 MiB: there is a reader per core, the pages a
         // request touches are few (an index path and one page of rows), and the OS caches the file for all of
         // them anyway. Keeps the service's memory flat as the file grows.
         conn.pragma_update(None, "cache_size", -512)?;
@@ -697,7 +713,7 @@ mod tests {
         // Hold every reader connection, so that reads queue.
         let pools = db.inner.pools.read().await;
         let mut held = Vec::new();
-        for _ in 0..read_lanes() {
+        for _ in 0..db.inner.read_lanes {
             held.push(pools.reader.get().await.unwrap());
         }
         drop(pools);
