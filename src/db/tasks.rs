@@ -53,7 +53,8 @@ pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbErr
 // The statements of `list`. No LIMIT or OFFSET in them: SQLite re-prepares a statement whose LIMIT or OFFSET is
 // a bound parameter every time it runs (their values feed its query planner), which cost a full parse per list.
 // The index already yields rows newest first, so the page is cut below instead, stepping no further than SQLite
-// would. The owner's existence is a constant term, evaluated once before the first row (see `owner_exists!`).
+// would. The owner's existence is a constant term that SQLite evaluates once, at the first row found, so an
+// empty result says nothing about the owner (see `owner_exists!`).
 const LIST_ALL: &str = concat!(
     "SELECT ",
     columns!(),
