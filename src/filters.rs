@@ -149,22 +149,44 @@ pub fn json_body<T: DeserializeOwned + Send + 'static>()
         .boxed()
 }
 
-/// The body as `application/x-www-form-urlencoded` fields. Like FastAPI, a body declared as anything else has
-/// no fields, so the endpoint reports the ones it requires as missing.
+/// The body's form fields, sent as `application/x-www-form-urlencoded` or `multipart/form-data` (FastAPI's form
+/// parameters take both). Like FastAPI, a body declared as anything else, or one that does not parse, has no
+/// fields, so the endpoint reports the ones it requires as missing.
 pub fn form_body() -> BoxedFilter<(Fields,)> {
     header("content-type")
         .and(body_bytes())
-        .map(|content_type: Option<String>, body: Bytes| {
-            let is_form = content_type
-                .as_deref()
-                .is_some_and(|ct| media_type(ct) == "application/x-www-form-urlencoded");
-            Fields(if is_form {
-                form_urlencoded_pairs(&body)
-            } else {
-                Vec::new()
+        .then(|content_type: Option<String>, body: Bytes| async move {
+            let content_type = content_type.unwrap_or_default();
+            Fields(match media_type(&content_type).as_str() {
+                "application/x-www-form-urlencoded" => form_urlencoded_pairs(&body),
+                "multipart/form-data" => multipart_pairs(&content_type, body).await,
+                _ => Vec::new(),
             })
         })
         .boxed()
+}
+
+/// The text fields of a multipart body (at most [`MAX_BODY_BYTES`], already read); a file part counts as text
+/// when it is UTF-8, as Starlette reads a form field.
+async fn multipart_pairs(content_type: &str, body: Bytes) -> Vec<(String, String)> {
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return Vec::new();
+    };
+    let mut multipart = multer::Multipart::new(
+        futures_util::stream::once(future::ok::<_, std::convert::Infallible>(body)),
+        boundary,
+    );
+    let mut pairs = Vec::new();
+    while let Ok(Some(field)) = multipart.next_field().await {
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        match field.text().await {
+            Ok(value) => pairs.push((name, value)),
+            Err(_) => return Vec::new(),
+        }
+    }
+    pairs
 }
 
 /// The query string's fields (none when there is no query string).
@@ -373,6 +395,27 @@ mod tests {
             panic!("not a validation error")
         };
         assert_eq!(errors, vec![FieldError::malformed_json(13)]);
+    }
+
+    #[tokio::test]
+    async fn multipart_forms_give_their_fields() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\ns3cret pass\r\n--XyZ--\r\n";
+        let form =
+            Fields(multipart_pairs("multipart/form-data; boundary=XyZ", Bytes::from(body)).await);
+        assert_eq!(form.last("username"), Some("alice"));
+        assert_eq!(form.last("password"), Some("s3cret pass"));
+        let broken = multipart_pairs(
+            "multipart/form-data; boundary=XyZ",
+            Bytes::from("--XyZ\r\nnonsense"),
+        )
+        .await;
+        assert!(broken.is_empty());
+        assert!(
+            multipart_pairs("multipart/form-data", Bytes::from(body))
+                .await
+                .is_empty()
+        );
     }
 
     proptest::proptest! {

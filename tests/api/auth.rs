@@ -158,6 +158,29 @@ async fn login_returns_a_bearer_token_that_must_not_be_cached() {
 }
 
 #[tokio::test]
+async fn login_also_takes_a_multipart_form() {
+    let app = TestApp::new().await;
+    app.signup("alice", PASSWORD).await;
+    let multipart = |password: &str| {
+        let body = format!(
+            "--b0undary\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n\
+             --b0undary\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\n{password}\r\n--b0undary--\r\n"
+        );
+        request("POST", "/token")
+            .header("content-type", "multipart/form-data; boundary=b0undary")
+            .body(body)
+    };
+    let response = app.send(multipart(PASSWORD)).await;
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert_eq!(body(&response)["token_type"], "bearer");
+    assert_detail(
+        &app.send(multipart("wrong password")).await,
+        401,
+        "Incorrect username or password",
+    );
+}
+
+#[tokio::test]
 async fn the_token_is_hs256_with_sub_iat_and_exp() {
     let app = TestApp::new().await;
     let alice = app.user("alice").await;
