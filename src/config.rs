@@ -29,8 +29,29 @@ pub struct Config {
     /// `LOGIN_RATE_LIMIT`: failed logins allowed per minute for one username from one address (10x that per
     /// address); 0 turns the limit off.
     pub login_rate_limit: u32,
-    /// `TRUST_PROXY`: take the client address from the first `X-Forwarded-For` hop.
-    pub trust_proxy: bool,
+    /// `TRUST_PROXY`: where the client address comes from.
+    pub trust_proxy: TrustProxy,
+}
+
+/// Where a request's client address comes from (`TRUST_PROXY`). It keys the login rate limit, the per-address
+/// connection cap and the access log, so a client must never be able to pick it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TrustProxy {
+    /// `false`: the socket peer; clients connect directly.
+    #[default]
+    No,
+    /// `true`: the last `X-Forwarded-For` entry, the one the trusted proxy appended. Entries before it are
+    /// whatever the client sent.
+    LastForwardedFor,
+    /// A header name (lowercase), such as `x-real-ip`, that the proxy sets itself and clients cannot.
+    Header(String),
+}
+
+impl TrustProxy {
+    /// Whether the socket peer is a proxy speaking for many clients.
+    pub fn behind_proxy(&self) -> bool {
+        *self != Self::No
+    }
 }
 
 /// The origins allowed to call the API from a browser.
@@ -56,7 +77,7 @@ impl Default for Config {
             token_ttl: Duration::from_secs(30 * 60),
             cors_origins: CorsOrigins::None,
             login_rate_limit: 10,
-            trust_proxy: false,
+            trust_proxy: TrustProxy::No,
         }
     }
 }
@@ -150,16 +171,7 @@ impl Config {
             })?;
         }
         if let Some(raw) = var("TRUST_PROXY") {
-            config.trust_proxy = match raw.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" => false,
-                _ => {
-                    return Err(ConfigError::new(
-                        "TRUST_PROXY",
-                        format!("not true or false: {raw:?}"),
-                    ));
-                }
-            };
+            config.trust_proxy = parse_trust_proxy(&raw)?;
         }
         Ok(config)
     }
@@ -186,6 +198,28 @@ impl From<Vec<u8>> for Secret {
     fn from(value: Vec<u8>) -> Self {
         Self(value)
     }
+}
+
+/// `true`, `false`, or the name of the header the proxy sets. A name must be an HTTP token (RFC 9110 §5.6.2),
+/// so a value that is neither a boolean nor a header name is refused rather than silently trusted.
+fn parse_trust_proxy(raw: &str) -> Result<TrustProxy, ConfigError> {
+    let value = raw.trim().to_ascii_lowercase();
+    Ok(match value.as_str() {
+        "true" | "1" | "yes" | "on" => TrustProxy::LastForwardedFor,
+        "false" | "0" | "no" | "off" => TrustProxy::No,
+        name if name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) =>
+        {
+            TrustProxy::Header(value)
+        }
+        _ => {
+            return Err(ConfigError::new(
+                "TRUST_PROXY",
+                format!("not true, false or a header name such as X-Real-IP: {raw:?}"),
+            ));
+        }
+    })
 }
 
 /// `*`, or a comma-separated list of origins such as `https://app.example.com,http://localhost:5173`.
@@ -274,7 +308,7 @@ mod tests {
         assert_eq!(config.token_ttl, Duration::from_secs(1800));
         assert_eq!(config.cors_origins, CorsOrigins::None);
         assert_eq!(config.login_rate_limit, 10);
-        assert!(!config.trust_proxy);
+        assert_eq!(config.trust_proxy, TrustProxy::No);
     }
 
     #[test]
@@ -302,7 +336,7 @@ mod tests {
             ])
         );
         assert_eq!(config.login_rate_limit, 0);
-        assert!(config.trust_proxy);
+        assert_eq!(config.trust_proxy, TrustProxy::LastForwardedFor);
         assert_eq!(config.host, "0.0.0.0".parse::<IpAddr>().unwrap());
         assert_eq!(config.port, 9000);
         assert_eq!(config.database_path, PathBuf::from("/data/tasky.db"));
@@ -366,7 +400,20 @@ mod tests {
         );
         assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "-1")]), "LOGIN_RATE_LIMIT");
         assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "ten")]), "LOGIN_RATE_LIMIT");
-        assert_eq!(rejected(&[("TRUST_PROXY", "maybe")]), "TRUST_PROXY");
+        assert_eq!(rejected(&[("TRUST_PROXY", "X Real IP")]), "TRUST_PROXY");
+        assert_eq!(rejected(&[("TRUST_PROXY", "X-Real-IP:")]), "TRUST_PROXY");
+    }
+
+    #[test]
+    fn trust_proxy_takes_a_boolean_or_the_header_the_proxy_sets() {
+        let trust = |raw: &str| parse(&[("TRUST_PROXY", raw)]).unwrap().trust_proxy;
+        assert_eq!(trust("true"), TrustProxy::LastForwardedFor);
+        assert_eq!(trust("FALSE"), TrustProxy::No);
+        assert_eq!(trust(" X-Real-IP "), TrustProxy::Header("x-real-ip".into()));
+        assert_eq!(
+            trust("CF-Connecting-IP"),
+            TrustProxy::Header("cf-connecting-ip".into())
+        );
     }
 
     #[test]

@@ -254,7 +254,15 @@ impl Error {
             Self::NotFound => answer(StatusCode::NOT_FOUND, "Task not found"),
             Self::Conflict => answer(StatusCode::CONFLICT, "Username already registered"),
             Self::Validation(errors) => answer(StatusCode::UNPROCESSABLE_ENTITY, errors),
-            Self::PayloadTooLarge => answer(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large"),
+            Self::PayloadTooLarge => {
+                // Refused before the body was read whole: the rest of it is still coming, so the connection
+                // cannot carry another request (the serve loop lingers to read it away before closing).
+                let mut response = answer(StatusCode::PAYLOAD_TOO_LARGE, "Content Too Large");
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
             Self::MalformedBody => answer(StatusCode::BAD_REQUEST, "Malformed request body"),
             Self::MethodNotAllowed { allow } => {
                 let mut response = answer(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
@@ -284,6 +292,35 @@ impl Error {
             }
         }
     }
+}
+
+/// The answer to a request the HTTP layer refuses before any route runs (a malformed head, a refused
+/// `Transfer-Encoding`, a head too slow, too long or too large): `{"detail": "<reason phrase>"}`, as Starlette
+/// words its own HTTP errors, and the connection closes, since the rest of what the client sent cannot be
+/// trusted to be framed as it claims.
+pub fn protocol_error(status: StatusCode) -> Response {
+    let mut response = answer(status, status.canonical_reason().unwrap_or("Bad Request"));
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// [`protocol_error`] as bytes on the wire, for the serve loop to send where hyper would have answered itself.
+pub fn protocol_error_bytes(status: StatusCode) -> Vec<u8> {
+    let reason = status.canonical_reason().unwrap_or("Bad Request");
+    let body = serde_json::to_string(&Detail { detail: reason }).unwrap_or_default();
+    format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         x-content-type-options: nosniff\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        body.len(),
+    )
+    .into_bytes()
 }
 
 fn internal_error() -> Response {

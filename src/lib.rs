@@ -59,8 +59,6 @@ pub struct AppState {
     pub api_key: Arc<Secret>,
     /// Counts failed logins.
     pub login_limiter: Arc<LoginLimiter>,
-    /// Whether `X-Forwarded-For` names the client.
-    pub trust_proxy: bool,
     /// Which browser origins may call the API.
     pub cors_origins: CorsOrigins,
 }
@@ -79,14 +77,13 @@ impl AppState {
             passwords: Arc::new(Passwords::per_core()),
             api_key: Arc::new(config.api_key.clone()),
             login_limiter: Arc::new(LoginLimiter::new(config.login_rate_limit)),
-            trust_proxy: config.trust_proxy,
             cors_origins: config.cors_origins.clone(),
         }
     }
 }
 
 /// The whole service: the body size limit, every endpoint, the 405 fallback, JSON errors for every rejection,
-/// CORS, the headers every answer carries, and an access log.
+/// CORS, and the headers every answer carries. (The access log is the serve loop's, which knows the client.)
 pub fn api(state: AppState) -> Route {
     // Most requests are for tasks: their routes are tried first, so they skip the others' filters.
     let endpoints = routes::tasks::routes(&state)
@@ -106,7 +103,6 @@ pub fn api(state: AppState) -> Route {
             protect(response.headers_mut());
             response
         })
-        .with(warp::log("tasky::access"))
         .map(Reply::into_response)
         .boxed()
 }

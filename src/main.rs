@@ -64,6 +64,26 @@ async fn run() -> ExitCode {
         Ok(shutdown) => shutdown,
         Err(err) => return fail(format!("cannot install signal handlers: {err}")),
     };
+    let limits = match server::raise_open_file_limit() {
+        Ok(open_files) => {
+            let limits = Limits::for_open_files(open_files);
+            log::info!(
+                "open-file limit {open_files}: serving up to {} connections, {} per client address{}",
+                limits.max_connections,
+                limits.per_address,
+                if config.trust_proxy.behind_proxy() {
+                    " (not applied to the trusted proxy)"
+                } else {
+                    ""
+                }
+            );
+            limits
+        }
+        Err(err) => {
+            log::warn!("cannot read the open-file limit ({err}): serving with the default limits");
+            Limits::default()
+        }
+    };
     match listener.local_addr() {
         Ok(addr) => log::info!("listening on http://{addr}"),
         Err(err) => return fail(format!("PORT: cannot read the bound address: {err}")),
@@ -72,7 +92,8 @@ async fn run() -> ExitCode {
     let stopped = server::serve(
         listener,
         api(AppState::new(&config, db.clone())),
-        Limits::default(),
+        limits,
+        config.trust_proxy.clone(),
         async move {
             shutdown.await;
             log::info!("shutting down: no new connections, finishing requests in flight");

@@ -89,7 +89,7 @@ pub(crate) fn users_signup(state: &AppState) -> Route {
 pub(crate) fn users_token(state: &AppState) -> Route {
     warp::path!("token")
         .and(warp::post())
-        .and(client_address(state))
+        .and(client_address())
         .and(form_body())
         .and(with_db(state))
         .and(with_tokens(state))

@@ -12,7 +12,17 @@ pub const PASSWORD: &str = "process test password";
 
 /// The binary with a database in `dir` on a free port; `vars` are added to (or override) that.
 pub fn tasky(dir: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tasky"));
+    configured(Command::new(env!("CARGO_BIN_EXE_tasky")), dir, vars)
+}
+
+/// The binary as [`tasky`] runs it, started by `sh -c script` with the binary's path as `$0`.
+pub fn tasky_in_shell(script: &str, dir: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new("sh");
+    command.args(["-c", script, env!("CARGO_BIN_EXE_tasky")]);
+    configured(command, dir, vars)
+}
+
+fn configured(mut command: Command, dir: &Path, vars: &[(&str, &str)]) -> Command {
     command
         .env_remove("RUST_LOG")
         .env("HOST", "127.0.0.1")
@@ -37,7 +47,12 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `dir` and waits until it listens.
     pub fn start(dir: &Path, vars: &[(&str, &str)]) -> Self {
-        let mut child = tasky(dir, vars).spawn().expect("start tasky");
+        Self::spawn(tasky(dir, vars))
+    }
+
+    /// Starts `command` (see [`tasky`]) and waits until it listens.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("start tasky");
         let log = Arc::new(Mutex::new(Vec::new()));
         let address = listening_address(&mut child, log.clone());
         Self {
@@ -50,6 +65,22 @@ impl Server {
     /// What the server has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the server logs a line containing `needle`, at most 10 s, and returns it.
+    pub fn await_log(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.log().into_iter().find(|line| line.contains(needle)) {
+                return line;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no log line with {needle:?} in:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends `signal` (TERM, INT, KILL) to the process.
@@ -181,6 +212,11 @@ pub fn send(
             _ => Failure::Incomplete(format!("write: {e}")),
         });
     }
+    read_answer(&mut stream)
+}
+
+/// Reads until the server closes the connection, and parses the one answer that came.
+pub fn read_answer(stream: &mut TcpStream) -> Result<Answer, Failure> {
     let mut raw = Vec::new();
     if let Err(e) = stream.read_to_end(&mut raw) {
         if raw.is_empty() && e.kind() == std::io::ErrorKind::ConnectionReset {
@@ -216,6 +252,20 @@ pub fn send(
         )));
     }
     Ok(answer)
+}
+
+/// A connection to `address` from the loopback address `source` (any of 127.0.0.0/8), so that one test can be
+/// several clients.
+pub fn connect_from(source: &str, address: &str) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let source: std::net::SocketAddr = format!("{source}:0").parse().expect("source address");
+    socket
+        .bind(&source.into())
+        .expect("bind the source address");
+    let target: std::net::SocketAddr = address.parse().expect("server address");
+    socket.connect(&target.into()).expect("connect");
+    socket.into()
 }
 
 /// Signs `username` up and returns its bearer token.

@@ -19,7 +19,7 @@ fn a_bad_value_stops_the_start_with_one_line_naming_the_variable() {
         ("JWT_SECRET", "only-twenty-six-bytes-long"),
         ("CORS_ORIGINS", "not-an-origin"),
         ("LOGIN_RATE_LIMIT", "lots"),
-        ("TRUST_PROXY", "perhaps"),
+        ("TRUST_PROXY", "perhaps?"),
     ];
     for (var, value) in cases {
         let output = tasky(&path, &[(var, value)]).output().expect("run tasky");
