@@ -120,12 +120,13 @@ fn title_schema() -> ObjectBuilder {
         1,
         "the pattern below spells out a minimum of one character"
     );
+    // No U+0000 anywhere (domain::NO_NUL): the classes below leave it out.
     let pattern = format!(
-        r"^[{TRIMMED}]*[^{TRIMMED}](?:[\s\S]{{0,{}}}[^{TRIMMED}])?[{TRIMMED}]*$",
+        r"^[{TRIMMED}]*[^{TRIMMED}\x00](?:[^\x00]{{0,{}}}[^{TRIMMED}\x00])?[{TRIMMED}]*$",
         TaskTitle::MAX - 2
     );
     string_schema(&format!(
-        "{} to {} characters once surrounding whitespace is trimmed (the trimmed text is stored)",
+        "{} to {} characters once surrounding whitespace is trimmed (the trimmed text is stored), without U+0000",
         TaskTitle::MIN,
         TaskTitle::MAX
     ))
@@ -134,8 +135,9 @@ fn title_schema() -> ObjectBuilder {
 }
 
 fn description_schema() -> ObjectBuilder {
-    string_schema("Free text, kept as sent")
+    string_schema("Free text without U+0000, kept as sent")
         .max_length(Some(TaskDescription::MAX))
+        .pattern(Some(domain::NO_NUL))
         .examples(["Quarterly numbers"])
 }
 

@@ -9,8 +9,8 @@ mod task;
 mod user;
 
 pub use task::{
-    Limit, NewTask, Offset, Task, TaskChanges, TaskDescription, TaskId, TaskPage, TaskQuery,
-    TaskStatus, TaskTitle, Timestamp,
+    Limit, NO_NUL, NewTask, Offset, Task, TaskChanges, TaskDescription, TaskId, TaskPage,
+    TaskQuery, TaskStatus, TaskTitle, Timestamp,
 };
 pub use user::{Credentials, Password, PasswordHash, User, UserId, Username};
 

@@ -73,7 +73,6 @@ async fn text_round_trips_exactly_whatever_it_contains() {
     let alice = app.user("alice").await;
     for title in [
         "'; DROP TABLE tasks; --",
-        "nul\u{0}inside",
         "日本語 🦀",
         "<script>alert(1)</script>",
         "%s%n",
@@ -91,6 +90,31 @@ async fn text_round_trips_exactly_whatever_it_contains() {
         assert_eq!(fetched["title"], title);
         assert_eq!(fetched["description"], title);
     }
+}
+
+#[tokio::test]
+async fn text_with_a_nul_is_422_on_every_backend_and_stores_nothing() {
+    let app = TestApp::new().await;
+    let alice = app.user("alice").await;
+    let task = app.task(&alice, json!({"title": "kept"})).await;
+    let pattern = format!("String should match pattern '{}'", tasky::domain::NO_NUL);
+    for (sent, field) in [
+        (json!({"title": "nul\u{0}inside"}), "title"),
+        (json!({"title": "t", "description": "\u{0}"}), "description"),
+    ] {
+        let response = app.send(as_user(post_json("/tasks", &sent), &alice)).await;
+        assert_eq!(response.status(), 422, "{:?}", response.body());
+        let detail = &body(&response)["detail"][0];
+        assert_eq!(detail["loc"], json!(["body", field]));
+        assert_eq!(detail["type"], "string_pattern_mismatch");
+        assert_eq!(detail["msg"], pattern);
+        let path = format!("/tasks/{}", task["id"]);
+        let response = app.send(as_user(put_json(&path, &sent), &alice)).await;
+        assert_eq!(response.status(), 422, "{:?}", response.body());
+    }
+    let list = app.send(as_user(request("GET", "/tasks"), &alice)).await;
+    assert_eq!(header(&list, "x-total-count"), Some("1"));
+    assert_eq!(body(&list)[0]["title"], "kept");
 }
 
 #[tokio::test]
