@@ -41,6 +41,11 @@ const ACCEPTED_GRACE: Duration = Duration::from_millis(300);
 /// Open files kept for everything but connections: the database, its pool, the listener, logs.
 const RESERVED_FILES: u64 = 256;
 
+/// Largest request head (request line and headers) read: past it, `431`. Without it hyper's limit is the size
+/// its read buffer happens to reach, so a large head would be refused or served depending on how it arrived.
+/// Above the 64 KiB hyper allows a request target, which keeps its own answer, `414`.
+const MAX_HEAD_BYTES: usize = 128 * 1024;
+
 /// Most connections served at once, however many files the system allows: each idle one still costs memory.
 const MAX_CONNECTIONS: usize = 4096;
 
@@ -215,7 +220,9 @@ pub async fn serve(
             })
         };
         let io = Guarded::new(stream, peer, limits, exchange);
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(io), handler);
+        let connection = http1::Builder::new()
+            .max_header_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(io), handler);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
