@@ -16,8 +16,8 @@ pub struct Config {
     pub host: IpAddr,
     /// `PORT`: the TCP port; 0 asks the OS for a free one.
     pub port: u16,
-    /// `DATABASE_PATH`: the SQLite file, created and migrated on start.
-    pub database_path: PathBuf,
+    /// `DATABASE_PATH`: where the data lives.
+    pub database: DatabaseConfig,
     /// `API_KEY`: the value every protected request must send in `X-API-Key`.
     pub api_key: Secret,
     /// `JWT_SECRET`: the HS256 key; `None` means "generate one at start".
@@ -54,6 +54,13 @@ impl TrustProxy {
     }
 }
 
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// `DATABASE_PATH`: an SQLite file, created and migrated on start.
+    Sqlite(PathBuf),
+}
+
 /// The origins allowed to call the API from a browser.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum CorsOrigins {
@@ -71,7 +78,7 @@ impl Default for Config {
         Self {
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8000,
-            database_path: PathBuf::from("tasky.db"),
+            database: DatabaseConfig::Sqlite(PathBuf::from("tasky.db")),
             api_key: Secret::from("123456"),
             jwt_secret: None,
             token_ttl: Duration::from_secs(30 * 60),
@@ -120,7 +127,7 @@ impl Config {
                     ),
                 ));
             }
-            config.database_path = PathBuf::from(raw);
+            config.database = DatabaseConfig::Sqlite(PathBuf::from(raw));
         }
         if let Some(raw) = var("API_KEY") {
             // Header values are visible ASCII; a key with anything else could never be sent.
@@ -302,7 +309,10 @@ mod tests {
         let config = parse(&[]).unwrap();
         assert_eq!(config.host, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(config.port, 8000);
-        assert_eq!(config.database_path, PathBuf::from("tasky.db"));
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite(PathBuf::from("tasky.db"))
+        );
         assert_eq!(config.api_key.expose(), b"123456");
         assert!(config.jwt_secret.is_none());
         assert_eq!(config.token_ttl, Duration::from_secs(1800));
@@ -339,7 +349,10 @@ mod tests {
         assert_eq!(config.trust_proxy, TrustProxy::LastForwardedFor);
         assert_eq!(config.host, "0.0.0.0".parse::<IpAddr>().unwrap());
         assert_eq!(config.port, 9000);
-        assert_eq!(config.database_path, PathBuf::from("/data/tasky.db"));
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Sqlite(PathBuf::from("/data/tasky.db"))
+        );
         assert_eq!(config.api_key.expose(), b"k-e-y");
         assert_eq!(
             config.jwt_secret.unwrap().expose(),

@@ -11,8 +11,8 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Rejection, reject};
 
-use crate::db::DbError;
 use crate::domain::Invalid;
+use crate::store::StoreError;
 
 /// Everything a request can end in, other than success.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,14 +60,13 @@ pub enum Error {
 
 impl reject::Reject for Error {}
 
-impl From<DbError> for Error {
-    fn from(err: DbError) -> Self {
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
         match err {
-            DbError::Conflict => Self::Conflict,
-            DbError::NoSuchUser => Self::InvalidToken,
-            DbError::Unavailable(why) => Self::Unavailable(why),
-            DbError::Replaced => Self::Unavailable("database file was replaced; reopened".into()),
-            DbError::Internal(why) => Self::Internal(why),
+            StoreError::Conflict => Self::Conflict,
+            StoreError::NoSuchUser => Self::InvalidToken,
+            StoreError::Unavailable(why) => Self::Unavailable(why),
+            StoreError::Internal(why) => Self::Internal(why),
         }
     }
 }
@@ -325,6 +324,12 @@ pub fn protocol_error_bytes(status: StatusCode) -> Vec<u8> {
 
 fn internal_error() -> Response {
     answer(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+}
+
+/// The one adapter from a handler's outcome to warp's world: handlers return `Result<Response, Error>`, and an
+/// error is rendered here exactly as [`recover`] renders it when a filter rejects.
+pub fn respond(outcome: Result<Response, Error>) -> Response {
+    outcome.unwrap_or_else(|err| err.to_response())
 }
 
 /// Turns any rejection into the contract's JSON answer. The routes' own [`Error`] comes first, then warp's

@@ -14,12 +14,11 @@ use subtle::ConstantTimeEq;
 use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, reject};
 
-use crate::AppState;
-use crate::auth::{Passwords, Tokens};
-use crate::db::Db;
+use crate::auth::Tokens;
+use crate::config::Secret;
 use crate::domain::UserId;
 use crate::error::{Error, FieldError, Problem};
-use crate::limiter::LoginLimiter;
+use crate::store::Store;
 
 /// Largest request body accepted, counted in bytes actually received (chunked bodies included).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -29,27 +28,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The store.
-pub fn with_db(state: &AppState) -> BoxedFilter<(Db,)> {
-    let db = state.db.clone();
-    warp::any().map(move || db.clone()).boxed()
+pub fn with_db(store: &Store) -> BoxedFilter<(Store,)> {
+    with(store.clone())
 }
 
-/// The password hasher.
-pub fn with_passwords(state: &AppState) -> BoxedFilter<(Arc<Passwords>,)> {
-    let passwords = state.passwords.clone();
-    warp::any().map(move || passwords.clone()).boxed()
-}
-
-/// The login rate limiter.
-pub fn with_login_limiter(state: &AppState) -> BoxedFilter<(Arc<LoginLimiter>,)> {
-    let limiter = state.login_limiter.clone();
-    warp::any().map(move || limiter.clone()).boxed()
-}
-
-/// The token issuer.
-pub fn with_tokens(state: &AppState) -> BoxedFilter<(Arc<Tokens>,)> {
-    let tokens = state.tokens.clone();
-    warp::any().map(move || tokens.clone()).boxed()
+/// Any shared value a handler needs (the password hasher, the token issuer, the login limiter).
+pub fn with<T: Clone + Send + Sync + 'static>(value: T) -> BoxedFilter<(T,)> {
+    warp::any().map(move || value.clone()).boxed()
 }
 
 /// The client's address, settled by [`crate::server`] for each request as `TRUST_PROXY` defines it.
@@ -65,9 +50,9 @@ pub fn client_address() -> BoxedFilter<(IpAddr,)> {
         .boxed()
 }
 
-/// Requires `X-API-Key` to equal the configured key, compared in constant time.
-pub fn api_key(state: &AppState) -> BoxedFilter<()> {
-    let expected = state.api_key.clone();
+/// Requires `X-API-Key` to equal `expected`, compared in constant time.
+pub fn api_key(expected: &Arc<Secret>) -> BoxedFilter<()> {
+    let expected = expected.clone();
     header("x-api-key")
         .and_then(move |sent: Option<String>| {
             let valid =
@@ -85,11 +70,11 @@ pub fn api_key(state: &AppState) -> BoxedFilter<()> {
 /// Requires `Authorization: Bearer <token>` with a valid token, and extracts the user id it was issued to.
 ///
 /// This is pure CPU work. Whether that user still exists is checked by the store in the same round trip as the
-/// request's own query: every `db` function taking an owner refuses one that is gone
-/// ([`DbError::NoSuchUser`](crate::db::DbError::NoSuchUser), a 401), and a request refused for its input checks
-/// first (see [`crate::routes::refuse`]), so a token whose user is gone is a 401 wherever it is sent.
-pub fn jwt_user(state: &AppState) -> BoxedFilter<(UserId,)> {
-    let tokens = state.tokens.clone();
+/// request's own query: every store function taking an owner refuses one that is gone
+/// ([`StoreError::NoSuchUser`](crate::store::StoreError::NoSuchUser), a 401), and a request refused for its
+/// input checks first (see `routes::checked`), so a token whose user is gone is a 401 wherever it is sent.
+pub fn jwt_user(tokens: &Arc<Tokens>) -> BoxedFilter<(UserId,)> {
+    let tokens = tokens.clone();
     header("authorization")
         .and_then(move |authorization: Option<String>| {
             let user_id = authorization

@@ -6,81 +6,38 @@
 //!
 //! - [`config`]: the environment variables, parsed once in `main` by a pure function.
 //! - [`domain`]: ids, validated values (`Username`, `TaskTitle`, ...) and read models; no HTTP, no SQL.
-//! - [`db`]: the SQLite pools, migrations from `sql/`, and every SQL statement, behind functions over domain types.
+//! - [`store`]: the storage contract every backend keeps, over domain types; each backend (today `sqlite/`)
+//!   private in its own module with its pools and SQL, migrations from `sql/<backend>/`.
+//! - [`state`]: `AppState` (what the endpoints are built from) and `Route`; a leaf.
 //! - [`auth`]: Argon2id password hashing (off the async workers) and HS256 access tokens.
 //! - [`filters`]: `api_key`, `jwt_user`, `with_db` and the size-limited body parsers every endpoint chains.
-//! - [`routes`]: one small named filter per endpoint, grouped by resource, and their handlers.
+//! - [`routes`]: one small named filter per endpoint, grouped by resource, and their handlers; the table of
+//!   routes and the OpenAPI 3.1 document beside it, with its schema types in `routes::doc`.
 //! - [`error`]: the one [`error::Error`] type and [`error::recover`], the only code that picks status codes.
 //! - [`limiter`]: the login rate limit, in bounded memory.
 //! - [`cors`]: CORS for the browser origins of `CORS_ORIGINS`.
-//! - [`server`]: the HTTP/1.1 serve loop, with timeouts and a graceful stop.
-//! - [`openapi`]: the OpenAPI 3.1 document, generated from the routes' annotations and the domain's limits.
+//! - [`server`]: the HTTP/1.1 serve loop: connection limits, timeouts, client addresses, the access log, and a
+//!   graceful stop.
 //!
 //! [`api`] assembles the routes into the whole service; `main.rs` only configures, connects and serves it.
 
 pub mod auth;
 pub mod config;
 pub mod cors;
-pub mod db;
 pub mod domain;
 pub mod error;
 pub mod filters;
 pub mod limiter;
-pub mod openapi;
 pub mod routes;
 pub mod server;
+pub mod state;
+pub mod store;
 
-use std::sync::Arc;
-
-use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use crate::auth::{Passwords, Tokens};
-use crate::config::{Config, CorsOrigins, Secret};
-use crate::db::Db;
-use crate::limiter::LoginLimiter;
-
-/// An endpoint, or a group of them: a filter that answers with one response type. Erased so signatures stay
-/// short and compiles fast.
-pub type Route = BoxedFilter<(Response,)>;
-
-/// What the filters and handlers need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The store.
-    pub db: Db,
-    /// Issues and checks access tokens.
-    pub tokens: Arc<Tokens>,
-    /// Hashes and verifies passwords, off the async workers.
-    pub passwords: Arc<Passwords>,
-    /// The value `X-API-Key` must carry.
-    pub api_key: Arc<Secret>,
-    /// Counts failed logins.
-    pub login_limiter: Arc<LoginLimiter>,
-    /// Which browser origins may call the API.
-    pub cors_origins: CorsOrigins,
-}
-
-impl AppState {
-    /// The state for `config` over `db`. Without `JWT_SECRET`, tokens are signed with a random secret that dies
-    /// with the process.
-    pub fn new(config: &Config, db: Db) -> Self {
-        let secret = config.jwt_secret.clone().unwrap_or_else(|| {
-            log::warn!("JWT_SECRET is not set: signing tokens with a random secret; they stop working on restart");
-            Secret::from(rand::random::<[u8; 32]>().to_vec())
-        });
-        Self {
-            db,
-            tokens: Arc::new(Tokens::new(secret.expose(), config.token_ttl)),
-            passwords: Arc::new(Passwords::per_core()),
-            api_key: Arc::new(config.api_key.clone()),
-            login_limiter: Arc::new(LoginLimiter::new(config.login_rate_limit)),
-            cors_origins: config.cors_origins.clone(),
-        }
-    }
-}
+pub use crate::state::{AppState, Route};
 
 /// The whole service: the body size limit, every endpoint, the 405 fallback, JSON errors for every rejection,
 /// CORS, and the headers every answer carries. (The access log is the serve loop's, which knows the client.)

@@ -3,48 +3,42 @@
 
 use std::process::ExitCode;
 
-use tasky::config::Config;
-use tasky::db::Db;
+use tasky::config::{Config, DatabaseConfig};
 use tasky::server::{self, Limits, Stopped};
+use tasky::store::Store;
 use tasky::{AppState, api};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// Threads for blocking work: one per read lane and one for the writer lane (see `tasky::db`). Only SQLite calls
-/// use them (hashing has threads of its own), and SQLite on a cached file is CPU-bound, so more threads than
-/// cores only add context switches.
-fn blocking_threads() -> usize {
-    tasky::db::read_lanes() + 1
-}
-
 fn main() -> ExitCode {
     return_large_allocations();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(blocking_threads())
-        .build();
-    match runtime {
-        Ok(runtime) => runtime.block_on(run()),
-        Err(err) => fail(format!("cannot start the async runtime: {err}")),
-    }
-}
-
-async fn run() -> ExitCode {
     pretty_env_logger::formatted_timed_builder()
         .filter_level(log::LevelFilter::Info)
         .parse_env("RUST_LOG")
         .init();
-
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
-    let db = match Db::open(&config.database_path).await {
-        Ok(db) => db,
+    // Blocking threads are the store's to size (SQLite's lanes); hashing has threads of its own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(Store::blocking_threads(&config.database))
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(config)),
+        Err(err) => fail(format!("cannot start the async runtime: {err}")),
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
+    let store = match Store::connect(&config.database).await {
+        Ok(store) => store,
         Err(err) => {
+            let DatabaseConfig::Sqlite(path) = &config.database;
             return fail(format!(
                 "DATABASE_PATH: cannot open {}: {err}",
-                config.database_path.display()
+                path.display()
             ));
         }
     };
@@ -91,7 +85,7 @@ async fn run() -> ExitCode {
 
     let stopped = server::serve(
         listener,
-        api(AppState::new(&config, db.clone())),
+        api(AppState::new(&config, store.clone())),
         limits,
         config.trust_proxy.clone(),
         async move {
@@ -103,8 +97,8 @@ async fn run() -> ExitCode {
     if stopped == Stopped::DrainTimedOut {
         log::warn!("requests still in flight after the drain timeout were dropped");
     }
-    if let Err(err) = db.checkpoint().await {
-        log::warn!("could not fold the log into the database file: {err}");
+    if let Err(err) = store.close().await {
+        log::warn!("could not close the store cleanly: {err}");
     }
     log::info!("stopped");
     ExitCode::SUCCESS

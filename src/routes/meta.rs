@@ -9,11 +9,12 @@ use warp::Filter;
 use warp::http::{HeaderValue, header};
 use warp::reply::{Reply, Response};
 
-use crate::db::Db;
-use crate::error::Error;
+use super::ApiDoc;
+use super::doc::ErrorDetail;
+use crate::error::{Error, respond};
 use crate::filters::with_db;
-use crate::openapi::{ApiDoc, ErrorDetail};
-use crate::{AppState, Route};
+use crate::state::{AppState, Route};
+use crate::store::Store;
 
 /// Every endpoint of this module.
 pub fn routes(state: &AppState) -> Route {
@@ -50,13 +51,15 @@ pub struct Health {
 pub(crate) fn meta_health(state: &AppState) -> Route {
     warp::path!("healthz")
         .and(warp::get())
-        .and(with_db(state))
-        .and_then(check_health)
+        .and(with_db(&state.store))
+        .then(check_health)
+        .map(respond)
         .boxed()
 }
 
-async fn check_health(db: Db) -> Result<Response, warp::Rejection> {
-    db.ping()
+async fn check_health(store: Store) -> Result<Response, Error> {
+    store
+        .ping()
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;
     Ok(warp::reply::json(&Health { status: "ok" }).into_response())

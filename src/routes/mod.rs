@@ -1,24 +1,29 @@
-//! The endpoints: one small named filter each, grouped by resource.
+//! The endpoints: one small named filter each, grouped by resource; the table of every route, and the OpenAPI
+//! document of them all beside it.
 //!
 //! Every endpoint chains its checks in one order: path → method → `api_key` → `jwt_user` → path id → body →
 //! `with_db` → handler. Credentials come before the id and the body, so a request without them is a 401, never
 //! a 422 (API.md). Path ids arrive as text and are parsed in the handler: a failed parse inside `path!` would be
 //! a 404, and the contract wants a 422.
 
+pub mod doc;
 pub mod meta;
 pub mod tasks;
 pub mod users;
 
 use serde::{Deserialize, Deserializer};
+use utoipa::OpenApi;
+
+use self::doc::SecuritySchemes;
+use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
 
-use crate::Route;
-use crate::db::{self, Db};
 use crate::domain::{Invalid, Password, TaskDescription, TaskStatus, TaskTitle, UserId, Username};
 use crate::error::{Error, FieldError, Problem};
+use crate::state::Route;
+use crate::store::{self, Store};
 
 /// A member of a JSON request body as sent: absent, a string, or something else.
 ///
@@ -142,17 +147,17 @@ fn integer<T>(raw: &str, parse: impl Fn(i64) -> Result<T, Invalid>) -> Result<T,
 /// credentials before input). That check is the only extra round trip the store sees, and only for refused
 /// input; valid requests check their user inside their own query.
 pub(crate) async fn checked<T>(
-    db: &Db,
+    store: &Store,
     user: UserId,
     parsed: Result<T, Vec<FieldError>>,
-) -> Result<T, Rejection> {
+) -> Result<T, Error> {
     let errors = match parsed {
         Ok(value) => return Ok(value),
         Err(errors) => errors,
     };
-    Err(match db::users::require_exists(db, user).await {
-        Ok(()) => Error::Validation(errors).into(),
-        Err(err) => Error::from(err).into(),
+    Err(match store::users::require(store, user).await {
+        Ok(()) => Error::Validation(errors),
+        Err(err) => Error::from(err),
     })
 }
 
@@ -161,6 +166,60 @@ fn collect<T>(value: Option<T>, errors: Vec<FieldError>) -> Result<T, Vec<FieldE
     match value {
         Some(value) if errors.is_empty() => Ok(value),
         _ => Err(errors),
+    }
+}
+
+/// The document: every operation, schema and security scheme of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tasky",
+        description = "Task management: sign up, log in with the OAuth2 password flow, and manage your own \
+            tasks. Every task route needs both the bearer token from `POST /token` and the `X-API-Key` header.",
+    ),
+    paths(
+        users::users_signup,
+        users::users_token,
+        users::users_me,
+        tasks::tasks_create,
+        tasks::tasks_list,
+        tasks::tasks_get,
+        tasks::tasks_update,
+        tasks::tasks_delete,
+        meta::meta_health,
+        meta::meta_openapi,
+        meta::meta_docs,
+        meta::meta_docs_file,
+    ),
+    components(schemas(
+        crate::domain::User,
+        crate::domain::Task,
+        crate::domain::TaskStatus,
+        crate::domain::Timestamp,
+        doc::SignupRequest,
+        doc::LoginForm,
+        doc::NewTaskRequest,
+        doc::TaskChangesRequest,
+        users::AccessToken,
+        meta::Health,
+        doc::ErrorDetail,
+        doc::ValidationError,
+        doc::ValidationIssue,
+    )),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "users", description = "Accounts and access tokens"),
+        (name = "tasks", description = "Your own tasks; nobody else's are visible"),
+        (name = "meta", description = "The service itself: health, this document, its interactive page"),
+    ),
+)]
+pub struct ApiDoc;
+
+impl ApiDoc {
+    /// The document as JSON, as served at `/openapi.json`.
+    pub fn json() -> String {
+        // Serialising plain data built by utoipa cannot fail; an empty document would fail the tests at once.
+        serde_json::to_string(&Self::openapi()).unwrap_or_default()
     }
 }
 

@@ -1,22 +1,22 @@
 //! `/tasks` and `/tasks/{id}`: a user's own tasks, and nobody else's.
 
 use serde::Deserialize;
+use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
-use warp::{Filter, Rejection};
 
-use super::{Field, checked, collect, integer};
-use crate::db::{self, Db};
-use crate::domain::{
-    Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, UserId,
-};
-use crate::error::{Error, FieldError, Problem};
-use crate::filters::{Fields, api_key, json_body, jwt_user, query_fields, with_db};
-use crate::openapi::{
+use super::doc::{
     MalformedBody, NewTaskRequest, SlowBody, StorageUnavailable, TaskChangesRequest, TaskNotFound,
     TooLarge, Unauthorized, Unprocessable,
 };
-use crate::{AppState, Route};
+use super::{Field, checked, collect, integer};
+use crate::domain::{
+    Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, UserId,
+};
+use crate::error::{Error, FieldError, Problem, respond};
+use crate::filters::{Fields, api_key, json_body, jwt_user, query_fields, with_db};
+use crate::state::{AppState, Route};
+use crate::store::{self, Store};
 
 /// Every endpoint of this module.
 pub fn routes(state: &AppState) -> Route {
@@ -48,11 +48,12 @@ pub fn routes(state: &AppState) -> Route {
 pub(crate) fn tasks_create(state: &AppState) -> Route {
     warp::path!("tasks")
         .and(warp::post())
-        .and(api_key(state))
-        .and(jwt_user(state))
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
         .and(json_body::<TaskBody>())
-        .and(with_db(state))
-        .and_then(create_task)
+        .and(with_db(&state.store))
+        .then(create_task)
+        .map(respond)
         .boxed()
 }
 
@@ -77,11 +78,12 @@ pub(crate) fn tasks_create(state: &AppState) -> Route {
 pub(crate) fn tasks_list(state: &AppState) -> Route {
     warp::path!("tasks")
         .and(warp::get())
-        .and(api_key(state))
-        .and(jwt_user(state))
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
         .and(query_fields())
-        .and(with_db(state))
-        .and_then(list_tasks)
+        .and(with_db(&state.store))
+        .then(list_tasks)
+        .map(respond)
         .boxed()
 }
 
@@ -96,10 +98,11 @@ pub(crate) fn tasks_list(state: &AppState) -> Route {
 pub(crate) fn tasks_get(state: &AppState) -> Route {
     warp::path!("tasks" / String)
         .and(warp::get())
-        .and(api_key(state))
-        .and(jwt_user(state))
-        .and(with_db(state))
-        .and_then(get_task)
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
+        .and(with_db(&state.store))
+        .then(get_task)
+        .map(respond)
         .boxed()
 }
 
@@ -120,11 +123,12 @@ pub(crate) fn tasks_get(state: &AppState) -> Route {
 pub(crate) fn tasks_update(state: &AppState) -> Route {
     warp::path!("tasks" / String)
         .and(warp::put())
-        .and(api_key(state))
-        .and(jwt_user(state))
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
         .and(json_body::<TaskBody>())
-        .and(with_db(state))
-        .and_then(update_task)
+        .and(with_db(&state.store))
+        .then(update_task)
+        .map(respond)
         .boxed()
 }
 
@@ -139,10 +143,11 @@ pub(crate) fn tasks_update(state: &AppState) -> Route {
 pub(crate) fn tasks_delete(state: &AppState) -> Route {
     warp::path!("tasks" / String)
         .and(warp::delete())
-        .and(api_key(state))
-        .and(jwt_user(state))
-        .and(with_db(state))
-        .and_then(delete_task)
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
+        .and(with_db(&state.store))
+        .then(delete_task)
+        .map(respond)
         .boxed()
 }
 
@@ -226,12 +231,10 @@ fn task_id(raw: &str) -> Result<TaskId, FieldError> {
 async fn create_task(
     user: UserId,
     body: Result<TaskBody, Vec<FieldError>>,
-    db: Db,
-) -> Result<Response, Rejection> {
-    let new_task = checked(&db, user, body.and_then(NewTask::try_from)).await?;
-    let task = db::tasks::insert(&db, user, new_task)
-        .await
-        .map_err(Error::from)?;
+    store: Store,
+) -> Result<Response, Error> {
+    let new_task = checked(&store, user, body.and_then(NewTask::try_from)).await?;
+    let task = store::tasks::insert(&store, user, new_task).await?;
     let location = HeaderValue::from_str(&format!("/tasks/{}", task.id.0))
         .map_err(|e| Error::Internal(format!("location header: {e}")))?;
     let mut response =
@@ -240,11 +243,9 @@ async fn create_task(
     Ok(response)
 }
 
-async fn list_tasks(user: UserId, query: Fields, db: Db) -> Result<Response, Rejection> {
-    let query = checked(&db, user, task_query(&query)).await?;
-    let page = db::tasks::list(&db, user, query)
-        .await
-        .map_err(Error::from)?;
+async fn list_tasks(user: UserId, query: Fields, store: Store) -> Result<Response, Error> {
+    let query = checked(&store, user, task_query(&query)).await?;
+    let page = store::tasks::list(&store, user, query).await?;
     let mut response = tasks_json(&page.tasks)?;
     response
         .headers_mut()
@@ -269,11 +270,10 @@ fn tasks_json(tasks: &[Task]) -> Result<Response, Error> {
     Ok(response)
 }
 
-async fn get_task(raw_id: String, user: UserId, db: Db) -> Result<Response, Rejection> {
-    let id = checked(&db, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
-    let task = db::tasks::get(&db, user, id)
-        .await
-        .map_err(Error::from)?
+async fn get_task(raw_id: String, user: UserId, store: Store) -> Result<Response, Error> {
+    let id = checked(&store, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
+    let task = store::tasks::get(&store, user, id)
+        .await?
         .ok_or(Error::NotFound)?;
     Ok(warp::reply::json(&task).into_response())
 }
@@ -282,8 +282,8 @@ async fn update_task(
     raw_id: String,
     user: UserId,
     body: Result<TaskBody, Vec<FieldError>>,
-    db: Db,
-) -> Result<Response, Rejection> {
+    store: Store,
+) -> Result<Response, Error> {
     // FastAPI reports the path and the body together; so do we.
     let parsed = match (task_id(&raw_id), body.and_then(TaskChanges::try_from)) {
         (Ok(id), Ok(changes)) => Ok((id, changes)),
@@ -293,23 +293,19 @@ async fn update_task(
             Err(errors)
         }
     };
-    let (id, changes) = checked(&db, user, parsed).await?;
-    let task = db::tasks::update(&db, user, id, changes)
-        .await
-        .map_err(Error::from)?
+    let (id, changes) = checked(&store, user, parsed).await?;
+    let task = store::tasks::update(&store, user, id, changes)
+        .await?
         .ok_or(Error::NotFound)?;
     Ok(warp::reply::json(&task).into_response())
 }
 
-async fn delete_task(raw_id: String, user: UserId, db: Db) -> Result<Response, Rejection> {
-    let id = checked(&db, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
-    if db::tasks::delete(&db, user, id)
-        .await
-        .map_err(Error::from)?
-    {
+async fn delete_task(raw_id: String, user: UserId, store: Store) -> Result<Response, Error> {
+    let id = checked(&store, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
+    if store::tasks::delete(&store, user, id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(Error::NotFound.into())
+        Err(Error::NotFound)
     }
 }
 

@@ -5,25 +5,24 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use warp::Filter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
-use warp::{Filter, Rejection};
 
-use super::{Field, collect};
-use crate::auth::{Passwords, Tokens};
-use crate::db::{self, Db};
-use crate::domain::{Invalid, Password, User, UserId, Username};
-use crate::error::{Error, FieldError, Problem};
-use crate::filters::{
-    Fields, api_key, client_address, form_body, json_body, jwt_user, with_db, with_login_limiter,
-    with_passwords, with_tokens,
-};
-use crate::limiter::{LoginLimiter, RetryAfter};
-use crate::openapi::{
+use super::doc::{
     ErrorDetail, LoginForm, MalformedBody, SignupRequest, SlowBody, StorageUnavailable, TooLarge,
     Unauthorized, Unprocessable,
 };
-use crate::{AppState, Route};
+use super::{Field, collect};
+use crate::auth::{Passwords, Tokens};
+use crate::domain::{Invalid, Password, User, UserId, Username};
+use crate::error::{Error, FieldError, Problem, respond};
+use crate::filters::{
+    Fields, api_key, client_address, form_body, json_body, jwt_user, with, with_db,
+};
+use crate::limiter::{LoginLimiter, RetryAfter};
+use crate::state::{AppState, Route};
+use crate::store::{self, Store};
 
 /// Every endpoint of this module.
 pub fn routes(state: &AppState) -> Route {
@@ -54,9 +53,10 @@ pub(crate) fn users_signup(state: &AppState) -> Route {
     warp::path!("signup")
         .and(warp::post())
         .and(json_body::<SignupBody>())
-        .and(with_db(state))
-        .and(with_passwords(state))
-        .and_then(sign_up)
+        .and(with_db(&state.store))
+        .and(with(state.passwords.clone()))
+        .then(sign_up)
+        .map(respond)
         .boxed()
 }
 
@@ -91,11 +91,12 @@ pub(crate) fn users_token(state: &AppState) -> Route {
         .and(warp::post())
         .and(client_address())
         .and(form_body())
-        .and(with_db(state))
-        .and(with_tokens(state))
-        .and(with_passwords(state))
-        .and(with_login_limiter(state))
-        .and_then(log_in)
+        .and(with_db(&state.store))
+        .and(with(state.tokens.clone()))
+        .and(with(state.passwords.clone()))
+        .and(with(state.login_limiter.clone()))
+        .then(log_in)
+        .map(respond)
         .boxed()
 }
 
@@ -112,10 +113,11 @@ pub(crate) fn users_token(state: &AppState) -> Route {
 pub(crate) fn users_me(state: &AppState) -> Route {
     warp::path!("users" / "me")
         .and(warp::get())
-        .and(api_key(state))
-        .and(jwt_user(state))
-        .and(with_db(state))
-        .and_then(read_current_user)
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
+        .and(with_db(&state.store))
+        .then(read_current_user)
+        .map(respond)
         .boxed()
 }
 
@@ -150,25 +152,22 @@ impl TryFrom<SignupBody> for Signup {
     }
 }
 
-async fn read_current_user(user: UserId, db: Db) -> Result<Response, Rejection> {
-    let user = db::users::get(&db, user)
-        .await
-        .map_err(Error::from)?
+async fn read_current_user(user: UserId, store: Store) -> Result<Response, Error> {
+    let user = store::users::get(&store, user)
+        .await?
         .ok_or(Error::InvalidToken)?;
     Ok(warp::reply::json(&user).into_response())
 }
 
 async fn sign_up(
     body: Result<SignupBody, Vec<FieldError>>,
-    db: Db,
+    store: Store,
     passwords: Arc<Passwords>,
-) -> Result<Response, Rejection> {
+) -> Result<Response, Error> {
     let Signup { username, password } =
         body.and_then(Signup::try_from).map_err(Error::Validation)?;
     let password_hash = passwords.hash(password).await?;
-    let user = db::users::insert(&db, username, password_hash)
-        .await
-        .map_err(Error::from)?;
+    let user = store::users::insert(&store, username, password_hash).await?;
     Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
 }
 
@@ -223,19 +222,17 @@ pub struct AccessToken {
 async fn log_in(
     address: IpAddr,
     form: Fields,
-    db: Db,
+    store: Store,
     tokens: Arc<Tokens>,
     passwords: Arc<Passwords>,
     limiter: Arc<LoginLimiter>,
-) -> Result<Response, Rejection> {
+) -> Result<Response, Error> {
     let Login { username, password } = form.try_into().map_err(Error::Validation)?;
     // Counted before the password is checked: a refused attempt costs no hashing, right password or not.
     let attempt = limiter
         .begin(&username, address)
         .map_err(|RetryAfter(retry_after)| Error::TooManyAttempts { retry_after })?;
-    let credentials = db::users::find_credentials(&db, username)
-        .await
-        .map_err(Error::from)?;
+    let credentials = store::users::find_credentials(&store, &username).await?;
     let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
     // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
     let valid = passwords.verify(password, stored_hash).await?;

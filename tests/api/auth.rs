@@ -4,7 +4,7 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 fn sign(alg: Algorithm, secret: &[u8], claims: &Value) -> String {
     jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret))
@@ -33,14 +33,10 @@ async fn signup_answers_201_with_id_and_username_and_never_the_hash() {
 async fn passwords_are_stored_as_argon2id_phc_strings_with_owasp_parameters() {
     let app = TestApp::new().await;
     app.signup("alice", "s3cret-pass").await;
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    let hash: String = conn
-        .query_row(
-            "SELECT password_hash FROM users WHERE username = 'alice'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows = app
+        .sql("SELECT password_hash FROM users WHERE username = 'alice'")
+        .await;
+    let hash = rows[0][0].clone().expect("a hash");
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"
@@ -423,18 +419,14 @@ async fn a_token_stops_working_when_its_user_is_gone() {
     let item = format!("/tasks/{}", task["id"]);
     // Removed the way an operator in the sqlite3 shell would, with foreign keys off: the task stays behind,
     // and must not make its owner look alive.
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
-    conn.execute("DELETE FROM users WHERE id = ?1", [alice.id])
-        .unwrap();
-    let orphans: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM tasks WHERE user_id = ?1",
-            [alice.id],
-            |row| row.get(0),
-        )
-        .unwrap();
-    assert_eq!(orphans, 1);
+    app.remove_user_underneath(alice.id).await;
+    let orphans = app
+        .sql(&format!(
+            "SELECT count(*) FROM tasks WHERE user_id = {}",
+            alice.id
+        ))
+        .await;
+    assert_eq!(orphans[0][0].as_deref(), Some("1"));
     let attempts = [
         request("GET", "/users/me"),
         request("GET", "/tasks"),

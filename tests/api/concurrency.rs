@@ -4,7 +4,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use warp::test::RequestBuilder;
 
-use crate::helpers::*;
+use super::helpers::*;
 
 /// Sends every request at once (on a multi-threaded runtime) and collects the statuses and bodies.
 async fn race(app: &TestApp, requests: Vec<RequestBuilder>) -> Vec<(u16, serde_json::Value)> {

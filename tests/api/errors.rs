@@ -3,7 +3,7 @@
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 fn request_get(path: &str) -> warp::test::RequestBuilder {
     request("GET", path)

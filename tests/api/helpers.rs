@@ -1,12 +1,11 @@
 //! `TestApp`: the real service over a fresh SQLite file in a temp dir, and shorthands for its requests.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tasky::config::{Config, Secret};
-use tasky::db::Db;
+use tasky::config::{Config, DatabaseConfig, Secret};
+use tasky::store::Store;
 use tasky::{AppState, Route, api};
 use tempfile::TempDir;
 use warp::http::Response;
@@ -41,25 +40,54 @@ impl TestApp {
     pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
-            database_path: dir.path().join("tasky.db"),
+            database: DatabaseConfig::Sqlite(dir.path().join("tasky.db")),
             api_key: Secret::from(API_KEY),
             jwt_secret: Some(Secret::from(JWT_SECRET.to_vec())),
             token_ttl: Duration::from_secs(30 * 60),
             ..Config::default()
         };
         adjust(&mut config);
-        let db = Db::open(&config.database_path)
+        let store = Store::connect(&config.database)
             .await
             .expect("open the test database");
         Self {
-            api: api(AppState::new(&config, db)),
+            api: api(AppState::new(&config, store)),
             dir,
         }
     }
 
-    /// The SQLite file, for tests that look underneath the API.
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("tasky.db")
+    /// Runs `statement` on the database underneath the API, for tests that look or reach under it; the rows
+    /// come back as text.
+    pub async fn sql(&self, statement: &str) -> Vec<Vec<Option<String>>> {
+        let conn = rusqlite::Connection::open(self.dir.path().join("tasky.db")).unwrap();
+        let mut stmt = conn.prepare(statement).unwrap();
+        let columns = stmt.column_count();
+        stmt.query_map([], |row| {
+            (0..columns)
+                .map(|i| {
+                    Ok(match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                        rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            Some(String::from_utf8_lossy(t).into_owned())
+                        }
+                    })
+                })
+                .collect()
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// Removes the user `id` behind the service's back, as an operator in the sqlite3 shell would: with foreign
+    /// keys off, so its tasks stay behind.
+    pub async fn remove_user_underneath(&self, id: i64) {
+        let conn = rusqlite::Connection::open(self.dir.path().join("tasky.db")).unwrap();
+        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        conn.execute("DELETE FROM users WHERE id = ?1", [id])
+            .unwrap();
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Response<Bytes> {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 #[tokio::test]
 async fn healthz_answers_ok_without_credentials() {

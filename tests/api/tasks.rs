@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use super::helpers::*;
 
 fn is_rfc3339_utc_seconds(value: &Value) -> bool {
     let text = value.as_str().unwrap_or_default();
@@ -256,12 +256,11 @@ async fn update_changes_only_the_fields_sent_and_stamps_updated_at() {
         .await;
     // Move the task into the past, so a fresh updated_at is told apart from the original one.
     let past = "2020-01-02T03:04:05Z";
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    conn.execute(
-        "UPDATE tasks SET created_at = ?1, updated_at = ?1 WHERE id = ?2",
-        rusqlite::params![past, created["id"].as_i64()],
-    )
-    .unwrap();
+    app.sql(&format!(
+        "UPDATE tasks SET created_at = '{past}', updated_at = '{past}' WHERE id = {}",
+        created["id"]
+    ))
+    .await;
     let path = format!("/tasks/{}", created["id"]);
     let response = app
         .send(as_user(

@@ -6,9 +6,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use tasky::config::{Config, TrustProxy};
-use tasky::db::Db;
+use tasky::config::{Config, DatabaseConfig, TrustProxy};
 use tasky::server::{self, Limits};
+use tasky::store::Store;
 use tasky::{AppState, api};
 
 use crate::client::{self, Answer, connect_from, read_answer, send};
@@ -36,12 +36,12 @@ fn serve(limits: Limits) -> Edge {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async move {
             let config = Config {
-                database_path: path,
+                database: DatabaseConfig::Sqlite(path),
                 api_key: client::API_KEY.into(),
                 jwt_secret: Some("edge-test-secret-edge-test-secret-0123".into()),
                 ..Config::default()
             };
-            let db = Db::open(&config.database_path).await.unwrap();
+            let db = Store::connect(&config.database).await.unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().to_string()).unwrap();
             let app = api(AppState::new(&config, db));

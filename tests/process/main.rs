@@ -7,3 +7,4 @@ mod edge;
 mod faults;
 mod lifecycle;
 mod serving;
+mod upgrade;

@@ -1,15 +1,14 @@
-//! Storage: every SQL statement of the service lives in this module, behind functions that take and return
-//! domain types, so another backend can stand in without touching a route.
+//! The SQLite backend: one file, embedded; its pools, queues, pragmas, file checks and SQL.
 //!
 //! SQLite serialises writers. Rather than let concurrent writers collide inside SQLite (where the loser sleeps in
 //! the busy handler, or fails with "database is locked"), writes queue, first come first served, for a pool of
-//! exactly one connection, which runs them back to back (see [`Db::write`]); reads queue for a separate pool,
+//! exactly one connection, which runs them back to back (see [`Sqlite::write`]); reads queue for a separate pool,
 //! one connection per core, and run beside the writer, which WAL allows. Each queue is worked through by lanes
 //! (one for writes, one per core for reads) that stay on a blocking thread while calls keep coming (see
 //! [`run_lane`]). Every call runs on tokio's blocking threads through `interact`, never on the async workers.
 
-pub mod tasks;
-pub mod users;
+pub(super) mod tasks;
+pub(super) mod users;
 
 use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
@@ -22,8 +21,10 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{Mutex, RwLock, mpsc, oneshot};
 
+use super::StoreError;
+
 mod embedded {
-    refinery::embed_migrations!("sql");
+    refinery::embed_migrations!("sql/sqlite");
 }
 
 /// How long a call waits for its turn (a lane and a connection) before it is answered 503. Checked when a lane
@@ -37,9 +38,9 @@ const TURN: usize = 64;
 /// How long SQLite itself waits on a lock held by another process (a backup, the sqlite3 shell) before failing.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
 
-/// What can go wrong in the store, sorted by what the client should be told.
+/// What can go wrong here: the store's errors, and one only this backend has.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum DbError {
+pub(super) enum DbError {
     /// A uniqueness rule refused the write (the only one clients can reach: usernames).
     #[error("unique constraint violated")]
     Conflict,
@@ -100,9 +101,21 @@ impl From<deadpool_sqlite::PoolError> for DbError {
     }
 }
 
+impl From<DbError> for StoreError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Conflict => Self::Conflict,
+            DbError::NoSuchUser => Self::NoSuchUser,
+            DbError::Unavailable(why) => Self::Unavailable(why),
+            DbError::Replaced => Self::Unavailable("database file was replaced; reopened".into()),
+            DbError::Internal(why) => Self::Internal(why),
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
-pub struct Db {
+pub struct Sqlite {
     inner: Arc<Inner>,
 }
 
@@ -138,13 +151,13 @@ struct Pools {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId(u64, u64);
 
-impl Db {
+impl Sqlite {
     /// Opens (creating if needed) the SQLite file at `path` and applies every pending migration.
     ///
     /// This is the only place a database file is ever created. Pool connections open the file read-write
     /// without creating it, so a file removed under the running service stays missing (503) rather than
     /// coming back empty, which would hand out the removed users' ids again.
-    pub async fn open(path: &Path) -> Result<Self, DbError> {
+    pub(super) async fn open(path: &Path) -> Result<Self, DbError> {
         let path: Arc<Path> = Arc::from(path);
         let create = path.clone();
         tokio::task::spawn_blocking(move || Connection::open(&create).map(drop))
@@ -173,7 +186,7 @@ impl Db {
 
     /// Answers when the database can be read and written: the file is where it was opened, writable, and
     /// answers a query.
-    pub async fn ping(&self) -> Result<(), DbError> {
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
         let path = self.inner.path.clone();
         self.write(move |conn| {
             // Opening for writing also notices a read-only filesystem, which the permission bits do not show.
@@ -186,13 +199,14 @@ impl Db {
             Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Folds the log into the database file, so a copy of the file alone holds every write. Called once the
     /// server has stopped; connections do not do it on close (see `configure`).
-    pub async fn checkpoint(&self) -> Result<(), DbError> {
+    pub(super) async fn close(&self) -> Result<(), StoreError> {
         let pools = self.inner.pools.write().await;
-        interact(&pools.writer, |conn| truncate_log(conn)).await
+        Ok(interact(&pools.writer, |conn| truncate_log(conn)).await?)
     }
 
     /// Runs `f` on a reader connection, on a blocking thread, once a read lane takes it from the queue (see
@@ -289,7 +303,7 @@ impl Db {
 /// Whether opening the pools may lay a schema down on a file that has none.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Schema {
-    /// At start-up, on the file `Db::open` just created or found.
+    /// At start-up, on the file `Sqlite::open` just created or found.
     Create,
     /// When moving to a file put at the path later: it must already be a Tasky database (older ones are
     /// migrated); an empty or foreign file is refused rather than started afresh.
@@ -336,9 +350,16 @@ impl Pools {
     }
 }
 
+/// Threads for blocking work: one per read lane and one for the writer lane. Only SQLite calls use them
+/// (hashing has threads of its own), and SQLite on a cached file is CPU-bound, so more threads than cores only
+/// add context switches.
+pub(super) fn blocking_threads() -> usize {
+    read_lanes() + 1
+}
+
 /// How many lanes work through the read queue: one per core, as SQLite on a cached file is CPU-bound and more
 /// would only take turns on the same cores; and at least two, so one slow read never holds up all the others.
-pub fn read_lanes() -> usize {
+fn read_lanes() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
@@ -346,7 +367,7 @@ pub fn read_lanes() -> usize {
 /// takes one call, checks a connection out, and then, on the blocking thread, keeps running calls as long as
 /// the queue has more (up to [`TURN`]), so under load a lane stays on its thread instead of waking a thread
 /// per call: handing every call to a fresh blocking thread cost more than the query itself. Each write is still
-/// its own transaction, committed before its caller is answered. Ends when the `Db` is dropped.
+/// its own transaction, committed before its caller is answered. Ends when the `Sqlite` is dropped.
 async fn run_lane(inner: Weak<Inner>, queue: Queue, role: Role) {
     loop {
         let Some(first) = queue.lock().await.recv().await else {
@@ -603,13 +624,13 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tasky.db");
-        let db = Db::open(&path).await.unwrap();
+        let db = Sqlite::open(&path).await.unwrap();
         let username = Username::parse("writer".into()).unwrap();
         let user = users::insert(&db, username, PasswordHash::from_phc("x".into()))
             .await
             .unwrap();
         assert!(
-            users::find_credentials(&db, "writer".into())
+            users::find_credentials(&db, "writer")
                 .await
                 .unwrap()
                 .is_some()
@@ -647,7 +668,7 @@ mod tests {
     async fn queued_writes_run_in_order_and_a_write_whose_caller_left_never_runs() {
         use crate::domain::{PasswordHash, Username};
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("tasky.db")).await.unwrap();
+        let db = Sqlite::open(&dir.path().join("tasky.db")).await.unwrap();
         let signup = |name: &str| {
             let username = Username::parse(name.into()).unwrap();
             users::insert(&db, username, PasswordHash::from_phc("x".into()))
@@ -674,16 +695,14 @@ mod tests {
         let (created, ()) = tokio::join!(queued, release);
         let ids: Vec<i64> = created.into_iter().map(|user| user.unwrap().id.0).collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
-        let abandoned = users::find_credentials(&db, "abandoned".into())
-            .await
-            .unwrap();
+        let abandoned = users::find_credentials(&db, "abandoned").await.unwrap();
         assert!(abandoned.is_none(), "a write whose caller left was run");
     }
 
     #[tokio::test]
     async fn reads_go_on_while_one_read_is_slow_and_a_read_whose_caller_left_never_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("tasky.db")).await.unwrap();
+        let db = Sqlite::open(&dir.path().join("tasky.db")).await.unwrap();
         let select = |conn: &mut Connection| Ok(conn.query_row("SELECT 1", [], |row| row.get(0))?);
 
         // One read keeps its lane busy until released; the others are taken by the remaining lanes.
@@ -744,7 +763,7 @@ mod tests {
         use crate::domain::{PasswordHash, Username};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tasky.db");
-        let db = Db::open(&path).await.unwrap();
+        let db = Sqlite::open(&path).await.unwrap();
         let signup = |name: &str| {
             let username = Username::parse(name.into()).unwrap();
             users::insert(&db, username, PasswordHash::from_phc("x".into()))
@@ -755,7 +774,7 @@ mod tests {
         for _ in 0..3 {
             let refused = signup("second").await;
             assert!(
-                matches!(refused, Err(DbError::Replaced | DbError::Unavailable(_))),
+                matches!(refused, Err(StoreError::Unavailable(_))),
                 "{refused:?}"
             );
         }

@@ -4,11 +4,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::users::require;
-use super::{Db, DbError, returning};
+use super::users::require_owner;
+use super::{DbError, Sqlite, returning};
 use crate::domain::{
     NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
 };
+use crate::store::StoreError;
 
 /// The columns `read_task` reads, in order; a macro so statements are built at compile time with `concat!`.
 macro_rules! columns {
@@ -28,9 +29,13 @@ macro_rules! owner_exists {
 }
 
 /// Creates a task for `owner`; both timestamps are now.
-pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbError> {
+pub(in crate::store) async fn insert(
+    db: &Sqlite,
+    owner: UserId,
+    task: NewTask,
+) -> Result<Task, StoreError> {
     db.write(move |conn| {
-        require(conn, owner)?;
+        require_owner(conn, owner)?;
         let now = Timestamp::now();
         let mut stmt = conn.prepare_cached(concat!(
             "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) ",
@@ -48,6 +53,7 @@ pub async fn insert(db: &Db, owner: UserId, task: NewTask) -> Result<Task, DbErr
         created.ok_or_else(|| DbError::Internal("INSERT ... RETURNING returned no row".into()))
     })
     .await
+    .map_err(Into::into)
 }
 
 // The statements of `list`. No LIMIT or OFFSET in them: SQLite re-prepares a statement whose LIMIT or OFFSET is
@@ -76,8 +82,14 @@ const LIST_BY_STATUS: &str = concat!(
 ///
 /// The total comes from `task_counts` (kept by triggers) in the same statement as the page, so the two always
 /// agree, even while writes land, and listing costs the same for 100 tasks or 100 000.
-pub async fn list(db: &Db, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
-    db.read(move |conn| page(conn, owner, query)).await
+pub(in crate::store) async fn list(
+    db: &Sqlite,
+    owner: UserId,
+    query: TaskQuery,
+) -> Result<TaskPage, StoreError> {
+    db.read(move |conn| page(conn, owner, query))
+        .await
+        .map_err(Into::into)
 }
 
 fn page(conn: &Connection, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
@@ -107,7 +119,7 @@ fn page(conn: &Connection, owner: UserId, query: TaskQuery) -> Result<TaskPage, 
         Some(total) => total,
         // No row of the page carried the total: past the last page, no tasks at all, or no owner.
         None => {
-            require(conn, owner)?;
+            require_owner(conn, owner)?;
             count(conn, owner, query.status)?
         }
     };
@@ -128,7 +140,11 @@ fn count(conn: &Connection, owner: UserId, status: Option<TaskStatus>) -> Result
 }
 
 /// `owner`'s task `id`, if it exists.
-pub async fn get(db: &Db, owner: UserId, id: TaskId) -> Result<Option<Task>, DbError> {
+pub(in crate::store) async fn get(
+    db: &Sqlite,
+    owner: UserId,
+    id: TaskId,
+) -> Result<Option<Task>, StoreError> {
     db.read(move |conn| {
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT ",
@@ -140,23 +156,24 @@ pub async fn get(db: &Db, owner: UserId, id: TaskId) -> Result<Option<Task>, DbE
             .query_row(params![id.0, owner.0], read_task)
             .optional()?;
         if found.is_none() {
-            require(conn, owner)?;
+            require_owner(conn, owner)?;
         }
         Ok(found)
     })
     .await
+    .map_err(Into::into)
 }
 
 /// Applies `changes` to `owner`'s task `id` and stamps `updated_at`, in one statement: concurrent updates
 /// each land whole, one after the other, never a mix of two. `None` when there is no such task.
-pub async fn update(
-    db: &Db,
+pub(in crate::store) async fn update(
+    db: &Sqlite,
     owner: UserId,
     id: TaskId,
     changes: TaskChanges,
-) -> Result<Option<Task>, DbError> {
+) -> Result<Option<Task>, StoreError> {
     db.write(move |conn| {
-        require(conn, owner)?;
+        require_owner(conn, owner)?;
         let mut stmt = conn.prepare_cached(concat!(
             "UPDATE tasks SET title = coalesce(?1, title), description = coalesce(?2, description), ",
             "status = coalesce(?3, status), updated_at = ?4 ",
@@ -175,16 +192,22 @@ pub async fn update(
         Ok(returning(&mut stmt, params, read_task)?)
     })
     .await
+    .map_err(Into::into)
 }
 
 /// Deletes `owner`'s task `id`; `true` only when this call removed it.
-pub async fn delete(db: &Db, owner: UserId, id: TaskId) -> Result<bool, DbError> {
+pub(in crate::store) async fn delete(
+    db: &Sqlite,
+    owner: UserId,
+    id: TaskId,
+) -> Result<bool, StoreError> {
     db.write(move |conn| {
-        require(conn, owner)?;
+        require_owner(conn, owner)?;
         let mut stmt = conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND user_id = ?2")?;
         Ok(stmt.execute(params![id.0, owner.0])? == 1)
     })
     .await
+    .map_err(Into::into)
 }
 
 fn read_task(row: &Row<'_>) -> rusqlite::Result<Task> {
@@ -225,7 +248,7 @@ mod tests {
     fn listing_pages_never_recompiles_the_statement() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = Connection::open(dir.path().join("tasky.db")).unwrap();
-        crate::db::embedded::migrations::runner()
+        crate::store::sqlite::embedded::migrations::runner()
             .run(&mut conn)
             .unwrap();
         conn.execute(

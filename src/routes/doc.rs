@@ -1,9 +1,9 @@
-//! The OpenAPI 3.1 document of the API, generated from the code.
+//! The schema types of the OpenAPI document ([`super::ApiDoc`]): request bodies, error answers and the two
+//! security schemes. A leaf: it knows the domain, not the routes.
 //!
 //! Each endpoint carries its own `#[utoipa::path]` beside its filter, and the read models derive their schemas
 //! beside their `Serialize`. The request schemas are built here from the domain types' own limits
-//! (`Username::MAX`, `TaskTitle::MAX`, ...), so a rule cannot change in one place and not the other. Tests hold
-//! the document's operations equal to [`crate::routes::ROUTES`] and to what `api()` answers.
+//! (`Username::MAX`, `TaskTitle::MAX`, ...), so a rule cannot change in one place and not the other.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -19,72 +19,17 @@ use utoipa::openapi::security::{
 };
 use utoipa::openapi::{ContentBuilder, Ref};
 use utoipa::openapi::{RefOr, Schema};
-use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{IntoResponses, Modify, PartialSchema, ToSchema};
 
 use crate::domain::{self, TaskDescription, TaskStatus, TaskTitle, Username};
-use crate::routes;
 
 /// Name of the OAuth2 password-flow scheme (the bearer token from `POST /token`).
 pub const OAUTH2: &str = "OAuth2PasswordBearer";
 /// Name of the `X-API-Key` scheme.
 pub const API_KEY: &str = "APIKeyHeader";
 
-/// The document: every operation, schema and security scheme of the API.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Tasky",
-        description = "Task management: sign up, log in with the OAuth2 password flow, and manage your own \
-            tasks. Every task route needs both the bearer token from `POST /token` and the `X-API-Key` header.",
-    ),
-    paths(
-        routes::users::users_signup,
-        routes::users::users_token,
-        routes::users::users_me,
-        routes::tasks::tasks_create,
-        routes::tasks::tasks_list,
-        routes::tasks::tasks_get,
-        routes::tasks::tasks_update,
-        routes::tasks::tasks_delete,
-        routes::meta::meta_health,
-        routes::meta::meta_openapi,
-        routes::meta::meta_docs,
-        routes::meta::meta_docs_file,
-    ),
-    components(schemas(
-        domain::User,
-        domain::Task,
-        domain::TaskStatus,
-        domain::Timestamp,
-        SignupRequest,
-        LoginForm,
-        NewTaskRequest,
-        TaskChangesRequest,
-        routes::users::AccessToken,
-        routes::meta::Health,
-        ErrorDetail,
-        ValidationError,
-        ValidationIssue,
-    )),
-    modifiers(&SecuritySchemes),
-    tags(
-        (name = "users", description = "Accounts and access tokens"),
-        (name = "tasks", description = "Your own tasks; nobody else's are visible"),
-        (name = "meta", description = "The service itself: health, this document, its interactive page"),
-    ),
-)]
-pub struct ApiDoc;
-
-impl ApiDoc {
-    /// The document as JSON, as served at `/openapi.json`.
-    pub fn json() -> String {
-        // Serialising plain data built by utoipa cannot fail; an empty document would fail the tests at once.
-        serde_json::to_string(&Self::openapi()).unwrap_or_default()
-    }
-}
-
 /// Declares the two credentials. The API key's value is configuration, so it never appears here.
-struct SecuritySchemes;
+pub(super) struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -1,0 +1,198 @@
+//! Storage: the one interface the routes call, over domain types only, and the backends that keep it.
+//!
+//! # The contract every backend keeps
+//!
+//! - **Owners.** Every function taking an owner (`UserId`) answers [`StoreError::NoSuchUser`] when that user no
+//!   longer exists, checked in the same round trip as the function's own statement: a token that outlived its
+//!   user is refused wherever it is used.
+//! - **Isolation.** Every task statement is keyed by its owner: another user's task looks exactly like one that
+//!   does not exist (`None`, `false`), and nothing joins across users, so tasks can later be spread over
+//!   machines by user.
+//! - **Atomicity.** Each write is one statement: a failed call changes nothing; concurrent updates of one task
+//!   each land whole; of concurrent deletes of one task exactly one returns `true`; of concurrent signups of one
+//!   name (compared ignoring case) exactly one succeeds and the others get [`StoreError::Conflict`].
+//! - **Durability.** A call that returned `Ok` survives the process being killed.
+//! - **Faults.** A database that cannot be reached, or a call that waited too long for a connection, is
+//!   [`StoreError::Unavailable`] (a 503), never a hang; the store recovers by itself when the database is back.
+//! - **Totals.** A page's total is the number of the owner's tasks matching before paging, consistent with the
+//!   page itself.
+//!
+//! # Why an enum
+//!
+//! The backends are a closed set, so [`Store`] is an enum over them rather than a trait object: calls are
+//! plain `async fn`s with no boxed future on the hot path, and a function a backend lacks is a compile error
+//! at the `match`, not a runtime surprise. Each backend is private in its own module (its pools, SQL, driver
+//! types and error mapping); nothing outside `store/` sees a driver.
+
+mod sqlite;
+
+use std::fmt;
+
+use crate::config::DatabaseConfig;
+
+/// What can go wrong in the store, sorted by what the client should be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (the only one clients can reach: usernames).
+    #[error("unique constraint violated")]
+    Conflict,
+    /// The user a call is made for no longer exists (its token outlived it).
+    #[error("no such user")]
+    NoSuchUser,
+    /// The database cannot be used right now: unreachable, read-only, removed, or too busy to give a connection
+    /// in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug, not the client's doing.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// The store: a handle on one of the backends; cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    /// An SQLite file, embedded.
+    Sqlite(sqlite::Sqlite),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite(_) => "Store::Sqlite",
+        })
+    }
+}
+
+/// Calls `$call` on whichever backend `$store` is, with that backend's handle as `$db` and, in the second form,
+/// its module as `$backend`.
+macro_rules! dispatch {
+    ($store:expr, |$db:ident| $call:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($db) => $call,
+        }
+    };
+    ($store:expr, |$backend:ident, $db:ident| $call:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($db) => {
+                use $crate::store::sqlite as $backend;
+                $call
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Connects to the configured database and brings its schema up to date.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        match config {
+            DatabaseConfig::Sqlite(path) => Ok(Self::Sqlite(sqlite::Sqlite::open(path).await?)),
+        }
+    }
+
+    /// Answers when the database can be read and written.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, |db| db.ping().await)
+    }
+
+    /// Leaves the database tidy once the server has stopped (SQLite folds its log into the file).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        dispatch!(self, |db| db.close().await)
+    }
+
+    /// Threads the store runs blocking work on (SQLite's lanes); the runtime is sized by it.
+    pub fn blocking_threads(config: &DatabaseConfig) -> usize {
+        match config {
+            DatabaseConfig::Sqlite(_) => sqlite::blocking_threads(),
+        }
+    }
+}
+
+/// Users in the store.
+pub mod users {
+    use super::{Store, StoreError};
+    use crate::domain::{Credentials, PasswordHash, User, UserId, Username};
+
+    /// Creates a user; a username already taken, ignoring case, is [`StoreError::Conflict`].
+    pub async fn insert(
+        store: &Store,
+        username: Username,
+        password_hash: PasswordHash,
+    ) -> Result<User, StoreError> {
+        dispatch!(store, |backend, db| backend::users::insert(
+            db,
+            username,
+            password_hash
+        )
+        .await)
+    }
+
+    /// The id and password hash of the user called `username` (ignoring case), if there is one.
+    pub async fn find_credentials(
+        store: &Store,
+        username: &str,
+    ) -> Result<Option<Credentials>, StoreError> {
+        dispatch!(store, |backend, db| backend::users::find_credentials(
+            db, username
+        )
+        .await)
+    }
+
+    /// The user with this id, if it still exists.
+    pub async fn get(store: &Store, id: UserId) -> Result<Option<User>, StoreError> {
+        dispatch!(store, |backend, db| backend::users::get(db, id).await)
+    }
+
+    /// [`StoreError::NoSuchUser`] if the user `id` no longer exists: for a request refused on its input, whose
+    /// credentials come first.
+    pub async fn require(store: &Store, id: UserId) -> Result<(), StoreError> {
+        dispatch!(store, |backend, db| backend::users::require(db, id).await)
+    }
+}
+
+/// Tasks in the store, each statement keyed by its owner.
+pub mod tasks {
+    use super::{Store, StoreError};
+    use crate::domain::{NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, UserId};
+
+    /// Creates a task for `owner`; both timestamps are now.
+    pub async fn insert(store: &Store, owner: UserId, task: NewTask) -> Result<Task, StoreError> {
+        dispatch!(store, |backend, db| backend::tasks::insert(db, owner, task)
+            .await)
+    }
+
+    /// One page of `owner`'s tasks, newest first, with the number that matched before paging.
+    pub async fn list(
+        store: &Store,
+        owner: UserId,
+        query: TaskQuery,
+    ) -> Result<TaskPage, StoreError> {
+        dispatch!(store, |backend, db| backend::tasks::list(db, owner, query)
+            .await)
+    }
+
+    /// `owner`'s task `id`, if it exists.
+    pub async fn get(store: &Store, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+        dispatch!(store, |backend, db| backend::tasks::get(db, owner, id)
+            .await)
+    }
+
+    /// Applies `changes` to `owner`'s task `id` and stamps `updated_at`, in one statement; `None` when there
+    /// is no such task.
+    pub async fn update(
+        store: &Store,
+        owner: UserId,
+        id: TaskId,
+        changes: TaskChanges,
+    ) -> Result<Option<Task>, StoreError> {
+        dispatch!(store, |backend, db| backend::tasks::update(
+            db, owner, id, changes
+        )
+        .await)
+    }
+
+    /// Deletes `owner`'s task `id`; `true` only when this call removed it.
+    pub async fn delete(store: &Store, owner: UserId, id: TaskId) -> Result<bool, StoreError> {
+        dispatch!(store, |backend, db| backend::tasks::delete(db, owner, id)
+            .await)
+    }
+}
