@@ -16,7 +16,7 @@ pub struct Config {
     pub host: IpAddr,
     /// `PORT`: the TCP port; 0 asks the OS for a free one.
     pub port: u16,
-    /// `DATABASE_PATH`: where the data lives.
+    /// `DATABASE_PATH` or `DATABASE_URL`: where the data lives.
     pub database: DatabaseConfig,
     /// `API_KEY`: the value every protected request must send in `X-API-Key`.
     pub api_key: Secret,
@@ -59,6 +59,42 @@ impl TrustProxy {
 pub enum DatabaseConfig {
     /// `DATABASE_PATH`: an SQLite file, created and migrated on start.
     Sqlite(PathBuf),
+    /// `DATABASE_URL`: a PostgreSQL database, migrated on start.
+    Postgres(PostgresUrl),
+}
+
+/// Most connections one process opens to PostgreSQL unless `DATABASE_POOL_SIZE` says otherwise: enough to keep
+/// both cores busy while some queries wait on the network, and few enough that a dozen replicas stay well
+/// inside PostgreSQL's default `max_connections` of 100.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// A PostgreSQL URL and the pool to open on it. `Debug` hides the URL, which may hold a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    url: String,
+    /// `DATABASE_POOL_SIZE`.
+    pub pool_size: usize,
+}
+
+impl PostgresUrl {
+    /// A URL of the `postgres://` or `postgresql://` scheme; its parts are checked when the store connects.
+    pub fn new(url: impl Into<String>, pool_size: usize) -> Self {
+        Self {
+            url: url.into(),
+            pool_size,
+        }
+    }
+
+    /// The URL itself, password included: for the store alone.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PostgresUrl(<redacted>, pool_size: {})", self.pool_size)
+    }
 }
 
 /// The origins allowed to call the API from a browser.
@@ -129,6 +165,29 @@ impl Config {
             }
             config.database = DatabaseConfig::Sqlite(PathBuf::from(raw));
         }
+        let pool_size = match var("DATABASE_POOL_SIZE") {
+            None => DEFAULT_POOL_SIZE,
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(size @ 1..=1000) => size,
+                _ => {
+                    return Err(ConfigError::new(
+                        "DATABASE_POOL_SIZE",
+                        format!("not a whole number from 1 to 1000: {raw:?}"),
+                    ));
+                }
+            },
+        };
+        if let Some(raw) = var("DATABASE_URL") {
+            let raw = raw.trim();
+            if !(raw.starts_with("postgres://") || raw.starts_with("postgresql://")) {
+                // The value is not echoed: it may hold a password.
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "not a PostgreSQL URL (postgres://user:password@host:port/dbname?sslmode=...)",
+                ));
+            }
+            config.database = DatabaseConfig::Postgres(PostgresUrl::new(raw, pool_size));
+        }
         if let Some(raw) = var("API_KEY") {
             // Header values are visible ASCII; a key with anything else could never be sent.
             if !raw.bytes().all(|b| b.is_ascii_graphic()) {
@@ -179,6 +238,12 @@ impl Config {
         }
         if let Some(raw) = var("TRUST_PROXY") {
             config.trust_proxy = parse_trust_proxy(&raw)?;
+        }
+        if matches!(config.database, DatabaseConfig::Postgres(_)) && config.jwt_secret.is_none() {
+            return Err(ConfigError::new(
+                "JWT_SECRET",
+                "required with DATABASE_URL: every process on the database must verify the others' tokens",
+            ));
         }
         Ok(config)
     }
@@ -415,6 +480,37 @@ mod tests {
         assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "ten")]), "LOGIN_RATE_LIMIT");
         assert_eq!(rejected(&[("TRUST_PROXY", "X Real IP")]), "TRUST_PROXY");
         assert_eq!(rejected(&[("TRUST_PROXY", "X-Real-IP:")]), "TRUST_PROXY");
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_and_needs_a_shared_secret() {
+        let url = "postgres://tasky:hunter2@db.internal:5432/tasky?sslmode=require";
+        let secret = ("JWT_SECRET", "a-secret-of-a-decent-length-0123456789");
+        let config = parse(&[
+            ("DATABASE_URL", url),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("DATABASE_PATH", "/ignored.db"),
+            secret,
+        ])
+        .unwrap();
+        assert_eq!(
+            config.database,
+            DatabaseConfig::Postgres(PostgresUrl::new(url, 4))
+        );
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        let config = parse(&[("DATABASE_URL", "postgresql://localhost/tasky"), secret]).unwrap();
+        let DatabaseConfig::Postgres(url) = config.database else {
+            panic!("not postgres")
+        };
+        assert_eq!(url.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(rejected(&[("DATABASE_URL", url.expose())]), "JWT_SECRET");
+        let refused = parse(&[("DATABASE_URL", "mysql://root:hunter2@db/x"), secret]).unwrap_err();
+        assert_eq!(refused.var, "DATABASE_URL");
+        assert!(!refused.to_string().contains("hunter2"), "{refused}");
+        assert_eq!(
+            rejected(&[("DATABASE_POOL_SIZE", "0")]),
+            "DATABASE_POOL_SIZE"
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Tasky: a task-management REST API. Users sign up, log in with the OAuth2 password flow, and manage their own
-//! tasks with a bearer token plus an API key. The contract is API.md; this crate is its implementation on warp
-//! and SQLite.
+//! tasks with a bearer token plus an API key. The contract is API.md; this crate is its implementation on warp,
+//! with SQLite (embedded, the default) or PostgreSQL holding the data.
 //!
 //! # Layout
 //!
 //! - [`config`]: the environment variables, parsed once in `main` by a pure function.
 //! - [`domain`]: ids, validated values (`Username`, `TaskTitle`, ...) and read models; no HTTP, no SQL.
-//! - [`store`]: the storage contract every backend keeps, over domain types; each backend (today `sqlite/`)
-//!   private in its own module with its pools and SQL, migrations from `sql/<backend>/`.
+//! - [`store`]: the storage contract both backends keep, over domain types; each backend (`sqlite/`,
+//!   `postgres/`) private in its own module with its pools and SQL, migrations from `sql/<backend>/`.
 //! - [`state`]: `AppState` (what the endpoints are built from) and `Route`; a leaf.
 //! - [`auth`]: Argon2id password hashing (off the async workers) and HS256 access tokens.
 //! - [`filters`]: `api_key`, `jwt_user`, `with_db` and the size-limited body parsers every endpoint chains.

@@ -35,11 +35,12 @@ async fn run(config: Config) -> ExitCode {
     let store = match Store::connect(&config.database).await {
         Ok(store) => store,
         Err(err) => {
-            let DatabaseConfig::Sqlite(path) = &config.database;
-            return fail(format!(
-                "DATABASE_PATH: cannot open {}: {err}",
-                path.display()
-            ));
+            return fail(match &config.database {
+                DatabaseConfig::Sqlite(path) => {
+                    format!("DATABASE_PATH: cannot open {}: {err}", path.display())
+                }
+                DatabaseConfig::Postgres(_) => format!("DATABASE_URL: {err}"),
+            });
         }
     };
     let listener = match TcpListener::bind((config.host, config.port)).await {

@@ -32,8 +32,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for `config` over `store`. Without `JWT_SECRET`, tokens are signed with a random secret that
-    /// dies with the process.
+    /// The state for `config` over `store`. Without `JWT_SECRET` (allowed with SQLite only), tokens are signed
+    /// with a random secret that dies with the process.
     pub fn new(config: &Config, store: Store) -> Self {
         let secret = config.jwt_secret.clone().unwrap_or_else(|| {
             log::warn!("JWT_SECRET is not set: signing tokens with a random secret; they stop working on restart");

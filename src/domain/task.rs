@@ -243,6 +243,27 @@ impl Timestamp {
         Self::from_stored(instant.trunc_subsecs(0).format(Self::FORMAT).to_string())
     }
 
+    /// An instant read back from a store that keeps real timestamps, to the second; `None` outside the years
+    /// 0000–9999. Written digit by digit: no formatter, no allocation.
+    pub fn from_utc(instant: DateTime<Utc>) -> Option<Self> {
+        use chrono::{Datelike, Timelike};
+        let year = u32::try_from(instant.year()).ok().filter(|y| *y <= 9999)?;
+        let mut bytes = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, width: u32, value: u32| {
+            for i in 0..width {
+                let digit = (value / 10u32.pow(width - 1 - i)) % 10;
+                bytes[at + i as usize] = b'0' + digit as u8;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, instant.month());
+        put(8, 2, instant.day());
+        put(11, 2, instant.hour());
+        put(14, 2, instant.minute());
+        put(17, 2, instant.second().min(59));
+        Some(Self(bytes))
+    }
+
     /// A timestamp read back from the store, which holds only the written form; anything not shaped like it is
     /// refused. Takes bytes, so the store's text needs no UTF-8 check of its own: the shape allows only ASCII.
     pub fn from_stored(stored: impl AsRef<[u8]>) -> Option<Self> {

@@ -1,6 +1,6 @@
-//! Storage: the one interface the routes call, over domain types only, and the backends that keep it.
+//! Storage: the one interface the routes call, over domain types only, and the two backends that keep it.
 //!
-//! # The contract every backend keeps
+//! # The contract both backends keep
 //!
 //! - **Owners.** Every function taking an owner (`UserId`) answers [`StoreError::NoSuchUser`] when that user no
 //!   longer exists, checked in the same round trip as the function's own statement: a token that outlived its
@@ -24,6 +24,7 @@
 //! at the `match`, not a runtime surprise. Each backend is private in its own module (its pools, SQL, driver
 //! types and error mapping); nothing outside `store/` sees a driver.
 
+mod postgres;
 mod sqlite;
 
 use std::fmt;
@@ -53,12 +54,15 @@ pub enum StoreError {
 pub enum Store {
     /// An SQLite file, embedded.
     Sqlite(sqlite::Sqlite),
+    /// A PostgreSQL database, shared by any number of processes.
+    Postgres(postgres::Postgres),
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Sqlite(_) => "Store::Sqlite",
+            Self::Postgres(_) => "Store::Postgres",
         })
     }
 }
@@ -69,12 +73,17 @@ macro_rules! dispatch {
     ($store:expr, |$db:ident| $call:expr) => {
         match $store {
             $crate::store::Store::Sqlite($db) => $call,
+            $crate::store::Store::Postgres($db) => $call,
         }
     };
     ($store:expr, |$backend:ident, $db:ident| $call:expr) => {
         match $store {
             $crate::store::Store::Sqlite($db) => {
                 use $crate::store::sqlite as $backend;
+                $call
+            }
+            $crate::store::Store::Postgres($db) => {
+                use $crate::store::postgres as $backend;
                 $call
             }
         }
@@ -86,6 +95,9 @@ impl Store {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, StoreError> {
         match config {
             DatabaseConfig::Sqlite(path) => Ok(Self::Sqlite(sqlite::Sqlite::open(path).await?)),
+            DatabaseConfig::Postgres(url) => {
+                Ok(Self::Postgres(postgres::Postgres::connect(url).await?))
+            }
         }
     }
 
@@ -103,6 +115,7 @@ impl Store {
     pub fn blocking_threads(config: &DatabaseConfig) -> usize {
         match config {
             DatabaseConfig::Sqlite(_) => sqlite::blocking_threads(),
+            DatabaseConfig::Postgres(_) => 1,
         }
     }
 }

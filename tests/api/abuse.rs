@@ -22,7 +22,7 @@ fn login_from(peer: &str, username: &str, password: &str) -> RequestBuilder {
 
 #[tokio::test]
 async fn past_ten_failures_a_login_gets_429_with_retry_after_even_with_the_right_password() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     for _ in 0..10 {
         assert_eq!(
@@ -45,7 +45,7 @@ async fn past_ten_failures_a_login_gets_429_with_retry_after_even_with_the_right
 
 #[tokio::test]
 async fn the_limit_counts_per_username_and_address() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     app.signup("bob", PASSWORD).await;
     for _ in 0..10 {
@@ -72,7 +72,7 @@ async fn the_limit_counts_per_username_and_address() {
 
 #[tokio::test]
 async fn one_address_gets_ten_times_the_limit_over_all_usernames() {
-    let app = TestApp::with_config(|config| config.login_rate_limit = 2).await;
+    let app = test_app!(|config| config.login_rate_limit = 2);
     app.signup("alice", PASSWORD).await;
     // The address's bucket holds 20 and drains one every 3 s: on a slow machine the attempts themselves take
     // long enough to earn a few more, so the refusal is looked for rather than expected at exactly the 21st.
@@ -109,7 +109,7 @@ async fn one_address_gets_ten_times_the_limit_over_all_usernames() {
 
 #[tokio::test]
 async fn successful_logins_do_not_count() {
-    let app = TestApp::with_config(|config| config.login_rate_limit = 2).await;
+    let app = test_app!(|config| config.login_rate_limit = 2);
     app.signup("alice", PASSWORD).await;
     for _ in 0..10 {
         assert_eq!(
@@ -131,7 +131,7 @@ async fn successful_logins_do_not_count() {
 
 #[tokio::test]
 async fn zero_turns_the_limit_off() {
-    let app = TestApp::with_config(|config| config.login_rate_limit = 0).await;
+    let app = test_app!(|config| config.login_rate_limit = 0);
     app.signup("alice", PASSWORD).await;
     for _ in 0..15 {
         assert_eq!(
@@ -149,7 +149,7 @@ async fn zero_turns_the_limit_off() {
 
 #[tokio::test]
 async fn a_forwarded_header_does_not_escape_the_limit_the_serve_loop_keys_it() {
-    let app = TestApp::with_config(|config| config.login_rate_limit = 2).await;
+    let app = test_app!(|config| config.login_rate_limit = 2);
     app.signup("alice", PASSWORD).await;
     for i in 0..2 {
         let forged = login_from(HOME, "alice", "wrong password")
@@ -164,10 +164,7 @@ async fn a_forwarded_header_does_not_escape_the_limit_the_serve_loop_keys_it() {
 macro_rules! cors_app {
     ($origins:expr) => {{
         let origins: CorsOrigins = $origins;
-        TestApp::with_config(move |config: &mut tasky::config::Config| {
-            config.cors_origins = origins
-        })
-        .await
+        test_app!(move |config: &mut tasky::config::Config| config.cors_origins = origins)
     }};
 }
 
@@ -276,7 +273,7 @@ async fn a_star_allows_any_origin_and_no_setting_means_no_cors() {
         .send(request("GET", "/healthz").header("origin", "https://anywhere.example"))
         .await;
     assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
-    let none = TestApp::new().await;
+    let none = test_app!();
     let response = none
         .send(request("GET", "/healthz").header("origin", APP_ORIGIN))
         .await;
@@ -293,7 +290,7 @@ async fn a_star_allows_any_origin_and_no_setting_means_no_cors() {
 
 #[tokio::test]
 async fn every_answer_forbids_sniffing_and_private_ones_forbid_caching() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let private = [
         app.login("alice", PASSWORD).await,

@@ -19,7 +19,7 @@ fn with_key_and_token(path: &str, token: &str) -> warp::test::RequestBuilder {
 
 #[tokio::test]
 async fn signup_answers_201_with_id_and_username_and_never_the_hash() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app.signup("alice", "s3cret-pass").await;
     assert_eq!(response.status(), 201);
     assert_eq!(header(&response, "content-type"), Some("application/json"));
@@ -31,7 +31,7 @@ async fn signup_answers_201_with_id_and_username_and_never_the_hash() {
 
 #[tokio::test]
 async fn passwords_are_stored_as_argon2id_phc_strings_with_owasp_parameters() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", "s3cret-pass").await;
     let rows = app
         .sql("SELECT password_hash FROM users WHERE username = 'alice'")
@@ -46,7 +46,7 @@ async fn passwords_are_stored_as_argon2id_phc_strings_with_owasp_parameters() {
 
 #[tokio::test]
 async fn a_username_is_taken_whatever_its_case() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     assert_eq!(app.signup("alice", PASSWORD).await.status(), 201);
     assert_detail(
         &app.signup("alice", PASSWORD).await,
@@ -62,7 +62,7 @@ async fn a_username_is_taken_whatever_its_case() {
 
 #[tokio::test]
 async fn a_refused_signup_leaves_the_first_account_as_it_was() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     app.signup("Alice", "a-different-password").await;
     assert_eq!(app.login("alice", PASSWORD).await.status(), 200);
@@ -74,7 +74,7 @@ async fn a_refused_signup_leaves_the_first_account_as_it_was() {
 
 #[tokio::test]
 async fn signup_lists_every_invalid_field() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app
         .send(post_json(
             "/signup",
@@ -126,7 +126,7 @@ async fn signup_lists_every_invalid_field() {
 
 #[tokio::test]
 async fn an_invalid_signup_creates_nobody() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.send(post_json(
         "/signup",
         &json!({"username": "alice", "password": "short"}),
@@ -141,7 +141,7 @@ async fn an_invalid_signup_creates_nobody() {
 
 #[tokio::test]
 async fn login_returns_a_bearer_token_that_must_not_be_cached() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     let response = app.login("alice", PASSWORD).await;
     assert_eq!(response.status(), 200);
@@ -155,7 +155,7 @@ async fn login_returns_a_bearer_token_that_must_not_be_cached() {
 
 #[tokio::test]
 async fn login_also_takes_a_multipart_form() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     let multipart = |password: &str| {
         let body = format!(
@@ -178,7 +178,7 @@ async fn login_also_takes_a_multipart_form() {
 
 #[tokio::test]
 async fn the_token_is_hs256_with_sub_iat_and_exp() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let header = jsonwebtoken::decode_header(&alice.token).unwrap();
     assert_eq!(header.alg, Algorithm::HS256);
@@ -202,9 +202,7 @@ async fn the_token_is_hs256_with_sub_iat_and_exp() {
 
 #[tokio::test]
 async fn the_token_lifetime_follows_the_configuration() {
-    let app =
-        TestApp::with_config(|config| config.token_ttl = std::time::Duration::from_secs(5 * 60))
-            .await;
+    let app = test_app!(|config| config.token_ttl = std::time::Duration::from_secs(5 * 60));
     let alice = app.user("alice").await;
     let response = app.login("alice", PASSWORD).await;
     assert_eq!(body(&response)["expires_in"], 300);
@@ -219,14 +217,14 @@ async fn the_token_lifetime_follows_the_configuration() {
 
 #[tokio::test]
 async fn login_matches_the_username_whatever_its_case() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("Alice", PASSWORD).await;
     assert_eq!(app.login("aLICE", PASSWORD).await.status(), 200);
 }
 
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     for response in [
         app.login("alice", "wrong-password").await,
@@ -239,7 +237,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
 
 #[tokio::test]
 async fn login_needs_both_fields_and_accepts_only_the_password_grant() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     assert_invalid(
         &app.send(post_form("/token", "username=alice")).await,
@@ -269,7 +267,7 @@ async fn login_needs_both_fields_and_accepts_only_the_password_grant() {
 
 #[tokio::test]
 async fn login_reads_only_form_bodies() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     app.signup("alice", PASSWORD).await;
     let as_json = post_json(
         "/token",
@@ -292,7 +290,7 @@ async fn login_reads_only_form_bodies() {
 
 #[tokio::test]
 async fn users_me_answers_the_caller() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let response = app.send(as_user(request("GET", "/users/me"), &alice)).await;
     assert_eq!(response.status(), 200);
@@ -304,7 +302,7 @@ async fn users_me_answers_the_caller() {
 
 #[tokio::test]
 async fn a_missing_or_wrong_api_key_is_refused_before_the_token_is_looked_at() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let bearer = format!("Bearer {}", alice.token);
     let cases = [
@@ -330,7 +328,7 @@ async fn a_missing_or_wrong_api_key_is_refused_before_the_token_is_looked_at() {
 
 #[tokio::test]
 async fn every_unusable_token_gets_the_same_401_with_a_bearer_challenge() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let now = Utc::now().timestamp();
     let sub = alice.id.to_string();
@@ -413,20 +411,22 @@ async fn every_unusable_token_gets_the_same_401_with_a_bearer_challenge() {
 
 #[tokio::test]
 async fn a_token_stops_working_when_its_user_is_gone() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "left behind"})).await;
     let item = format!("/tasks/{}", task["id"]);
-    // Removed the way an operator in the sqlite3 shell would, with foreign keys off: the task stays behind,
-    // and must not make its owner look alive.
+    // Removed behind the service's back (on SQLite with foreign keys off, as the sqlite3 shell does by default,
+    // so the task stays behind and must not make its owner look alive).
     app.remove_user_underneath(alice.id).await;
-    let orphans = app
-        .sql(&format!(
-            "SELECT count(*) FROM tasks WHERE user_id = {}",
-            alice.id
-        ))
-        .await;
-    assert_eq!(orphans[0][0].as_deref(), Some("1"));
+    if backend() == Backend::Sqlite {
+        let orphans = app
+            .sql(&format!(
+                "SELECT count(*) FROM tasks WHERE user_id = {}",
+                alice.id
+            ))
+            .await;
+        assert_eq!(orphans[0][0].as_deref(), Some("1"));
+    }
     let attempts = [
         request("GET", "/users/me"),
         request("GET", "/tasks"),
@@ -453,7 +453,7 @@ async fn a_token_stops_working_when_its_user_is_gone() {
 
 #[tokio::test]
 async fn tokens_signed_with_the_secret_need_only_sub_and_exp() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let now = Utc::now().timestamp();
     let sub = alice.id.to_string();
@@ -474,7 +474,7 @@ async fn tokens_signed_with_the_secret_need_only_sub_and_exp() {
 
 #[tokio::test]
 async fn the_bearer_scheme_name_is_case_insensitive() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let response = app
         .send(

@@ -26,7 +26,7 @@ fn count(results: &[(u16, serde_json::Value)], status: u16) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_twenty_concurrent_deletes_exactly_one_succeeds() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "contested"})).await;
     let path = format!("/tasks/{}", task["id"]);
@@ -43,7 +43,7 @@ async fn of_twenty_concurrent_deletes_exactly_one_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_concurrent_signups_for_one_name_exactly_one_succeeds() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let names = ["carol", "CAROL", "Carol", "cArOl"];
     let requests = (0..12)
         .map(|i| {
@@ -60,7 +60,7 @@ async fn of_concurrent_signups_for_one_name_exactly_one_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_never_mix_fields_of_different_requests() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app
         .task(&alice, json!({"title": "start", "description": "start"}))
@@ -105,7 +105,7 @@ async fn concurrent_updates_never_mix_fields_of_different_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_writers_all_succeed_and_all_writes_are_kept() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let requests = (0..100)
         .map(|i| {

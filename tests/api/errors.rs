@@ -11,7 +11,7 @@ fn request_get(path: &str) -> warp::test::RequestBuilder {
 
 #[tokio::test]
 async fn unknown_routes_are_404_not_found() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     for path in [
         "/",
         "/nope",
@@ -27,7 +27,7 @@ async fn unknown_routes_are_404_not_found() {
 
 #[tokio::test]
 async fn a_known_path_with_another_method_is_405_with_allow() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let cases = [
         ("/signup", "POST", &["GET", "PUT", "DELETE", "PATCH"][..]),
         ("/token", "POST", &["GET", "PUT", "DELETE"][..]),
@@ -48,7 +48,7 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
 
 #[tokio::test]
 async fn every_method_listed_in_allow_is_served() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     let item = format!("/tasks/{}", task["id"]);
@@ -76,7 +76,7 @@ async fn every_method_listed_in_allow_is_served() {
 
 #[tokio::test]
 async fn a_trailing_slash_is_served_as_the_path_without_it() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     let response = app.send(as_user(request("GET", "/tasks/"), &alice)).await;
@@ -101,7 +101,7 @@ async fn a_trailing_slash_is_served_as_the_path_without_it() {
 
 #[tokio::test]
 async fn credentials_are_checked_before_the_body_and_the_id() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let cases = [
         request("POST", "/tasks")
             .header("content-type", "application/json")
@@ -130,7 +130,7 @@ async fn credentials_are_checked_before_the_body_and_the_id() {
 
 #[tokio::test]
 async fn malformed_bodies_are_422_json_invalid() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for raw in [
         "{not json",
@@ -156,7 +156,7 @@ async fn malformed_bodies_are_422_json_invalid() {
 
 #[tokio::test]
 async fn bodies_that_are_not_objects_are_422() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for raw in ["[]", "[\"x\"]", "\"title\"", "42", "null", "true"] {
         let req = as_user(
@@ -186,7 +186,7 @@ async fn bodies_that_are_not_objects_are_422() {
 
 #[tokio::test]
 async fn a_repeated_member_keeps_its_last_value() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let raw = r#"{"title": "first", "title": "second", "status": "completed"}"#;
     let req = as_user(
@@ -202,7 +202,7 @@ async fn a_repeated_member_keeps_its_last_value() {
 
 #[tokio::test]
 async fn a_body_without_content_type_is_read_as_json() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let response = app
         .send(as_user(
@@ -215,7 +215,7 @@ async fn a_body_without_content_type_is_read_as_json() {
 
 #[tokio::test]
 async fn task_fields_are_validated_one_entry_per_problem() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let response = app
         .send(as_user(
@@ -263,7 +263,7 @@ async fn task_fields_are_validated_one_entry_per_problem() {
 
 #[tokio::test]
 async fn an_update_must_name_at_least_one_field() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     let path = format!("/tasks/{}", task["id"]);
@@ -284,7 +284,7 @@ async fn an_update_must_name_at_least_one_field() {
 
 #[tokio::test]
 async fn bad_ids_are_422_in_the_path() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for (id, kind) in [
         ("abc", "int_parsing"),
@@ -317,7 +317,7 @@ async fn bad_ids_are_422_in_the_path() {
 
 #[tokio::test]
 async fn bad_query_values_are_422_in_the_query() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let cases = [
         ("limit=0", "limit", "greater_than_equal"),
@@ -352,7 +352,7 @@ async fn bad_query_values_are_422_in_the_query() {
 
 #[tokio::test]
 async fn a_declared_body_over_64_kib_is_413_before_anything_else() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let big = vec![b'x'; 64 * 1024 + 1];
     for (method, path) in [
         ("POST", "/tasks"),
@@ -372,7 +372,7 @@ async fn a_declared_body_over_64_kib_is_413_before_anything_else() {
 
 #[tokio::test]
 async fn every_body_endpoint_refuses_a_body_over_64_kib() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let title = "x".repeat(64 * 1024);
     let response = app
@@ -454,7 +454,7 @@ fn chunked_request(user: &TestUser, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_chunked_body_is_measured_by_its_bytes() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
 
     let small = br#"{"title": "sent in chunks"}"#;
@@ -470,7 +470,7 @@ async fn a_chunked_body_is_measured_by_its_bytes() {
 
 #[tokio::test]
 async fn a_broken_chunked_body_is_400() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let mut request = chunked_request(&alice, b"");
     request.truncate(request.len() - b"0\r\n\r\n".len());
@@ -487,7 +487,7 @@ async fn a_broken_chunked_body_is_400() {
 
 #[tokio::test]
 async fn a_request_target_that_is_not_a_path_gets_an_answer() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     for target in [
         "CONNECT 127.0.0.1:80",
         "GET healthz",
@@ -505,7 +505,7 @@ async fn a_request_target_that_is_not_a_path_gets_an_answer() {
 
 #[tokio::test]
 async fn no_error_answer_leaks_internals() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let probes = [
         as_user(

@@ -1,15 +1,21 @@
-//! `TestApp`: the real service over a fresh SQLite file in a temp dir, and shorthands for its requests.
+//! `TestApp`: the real service over a fresh database, and shorthands for its requests.
+//!
+//! The suite runs twice: as the test binary `api` on a fresh SQLite file in a temp dir, and as `api_postgres`
+//! (tests/api_postgres.rs) on a fresh schema of the PostgreSQL server `TASKY_TEST_DATABASE_URL` names. Without
+//! that variable the second run's tests return at once, after one line on stderr saying so.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tasky::config::{Config, DatabaseConfig, Secret};
+use tasky::config::{Config, DatabaseConfig, PostgresUrl, Secret};
 use tasky::store::Store;
 use tasky::{AppState, Route, api};
 use tempfile::TempDir;
 use warp::http::Response;
 use warp::test::RequestBuilder;
+
+use super::pg_support;
 
 /// The API key every protected request sends.
 pub const API_KEY: &str = "test-api-key";
@@ -18,10 +24,32 @@ pub const JWT_SECRET: &[u8] = b"test-jwt-secret-that-is-long-enough-for-hs256";
 /// A password that meets the signup rules.
 pub const PASSWORD: &str = "correct horse battery";
 
-/// The service under test and the directory holding its database.
+/// Which backend this run of the suite is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The backend of this test binary: the suite is compiled twice, and the crate's name tells the runs apart.
+pub fn backend() -> Backend {
+    if env!("CARGO_CRATE_NAME") == "api_postgres" {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// Where a test app's data lives, kept for as long as the app.
+enum Data {
+    Sqlite(TempDir),
+    Postgres(pg_support::Schema),
+}
+
+/// The service under test and its database.
 pub struct TestApp {
     pub api: Route,
-    dir: TempDir,
+    data: Data,
 }
 
 /// A user who has signed up and logged in.
@@ -32,15 +60,24 @@ pub struct TestUser {
 }
 
 impl TestApp {
-    pub async fn new() -> Self {
-        Self::with_config(|_| {}).await
-    }
-
-    /// A test app whose configuration `adjust` changes first.
-    pub async fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+    /// A test app whose configuration `adjust` changes first; `None` when this run is on PostgreSQL and no
+    /// server was given (see [`test_app!`]).
+    pub async fn start(adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+        let (data, database) = match backend() {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("tasky.db");
+                (Data::Sqlite(dir), DatabaseConfig::Sqlite(path))
+            }
+            Backend::Postgres => {
+                let server = pg_support::url_or_skip("tests/api")?;
+                let schema = pg_support::Schema::create(&server).await;
+                let url = PostgresUrl::new(schema.url.clone(), 4);
+                (Data::Postgres(schema), DatabaseConfig::Postgres(url))
+            }
+        };
         let mut config = Config {
-            database: DatabaseConfig::Sqlite(dir.path().join("tasky.db")),
+            database,
             api_key: Secret::from(API_KEY),
             jwt_secret: Some(Secret::from(JWT_SECRET.to_vec())),
             token_ttl: Duration::from_secs(30 * 60),
@@ -50,44 +87,59 @@ impl TestApp {
         let store = Store::connect(&config.database)
             .await
             .expect("open the test database");
-        Self {
+        Some(Self {
             api: api(AppState::new(&config, store)),
-            dir,
-        }
+            data,
+        })
     }
 
     /// Runs `statement` on the database underneath the API, for tests that look or reach under it; the rows
     /// come back as text.
     pub async fn sql(&self, statement: &str) -> Vec<Vec<Option<String>>> {
-        let conn = rusqlite::Connection::open(self.dir.path().join("tasky.db")).unwrap();
-        let mut stmt = conn.prepare(statement).unwrap();
-        let columns = stmt.column_count();
-        stmt.query_map([], |row| {
-            (0..columns)
-                .map(|i| {
-                    Ok(match row.get_ref(i)? {
-                        rusqlite::types::ValueRef::Null => None,
-                        rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
-                        rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
-                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                            Some(String::from_utf8_lossy(t).into_owned())
-                        }
-                    })
+        match &self.data {
+            Data::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("tasky.db")).unwrap();
+                let mut stmt = conn.prepare(statement).unwrap();
+                let columns = stmt.column_count();
+                stmt.query_map([], |row| {
+                    (0..columns)
+                        .map(|i| {
+                            Ok(match row.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                                rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+                                rusqlite::types::ValueRef::Text(t)
+                                | rusqlite::types::ValueRef::Blob(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                            })
+                        })
+                        .collect()
                 })
-                .collect()
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            Data::Postgres(schema) => pg_support::query(&schema.url, statement).await,
+        }
     }
 
-    /// Removes the user `id` behind the service's back, as an operator in the sqlite3 shell would: with foreign
-    /// keys off, so its tasks stay behind.
+    /// Removes the user `id` behind the service's back: on SQLite as an operator in the sqlite3 shell would, with
+    /// foreign keys off, so its tasks stay behind; on PostgreSQL, where foreign keys cannot be switched off, with
+    /// the cascade.
     pub async fn remove_user_underneath(&self, id: i64) {
-        let conn = rusqlite::Connection::open(self.dir.path().join("tasky.db")).unwrap();
-        conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
-        conn.execute("DELETE FROM users WHERE id = ?1", [id])
-            .unwrap();
+        match &self.data {
+            Data::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("tasky.db")).unwrap();
+                conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+                conn.execute("DELETE FROM users WHERE id = ?1", [id])
+                    .unwrap();
+            }
+            Data::Postgres(schema) => {
+                pg_support::execute(&schema.url, &format!("DELETE FROM users WHERE id = {id}"))
+                    .await;
+            }
+        }
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Response<Bytes> {

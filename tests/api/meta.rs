@@ -8,7 +8,7 @@ use super::helpers::*;
 
 #[tokio::test]
 async fn healthz_answers_ok_without_credentials() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app.send(request("GET", "/healthz")).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-type"), Some("application/json"));
@@ -43,7 +43,7 @@ const METHODS: &[&str] = &[
 
 #[tokio::test]
 async fn the_document_is_openapi_3_1_and_lists_exactly_the_route_table() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let document = document(&app).await;
     assert_eq!(document["openapi"], "3.1.0");
     let table: BTreeSet<(String, String)> = tasky::routes::ROUTES
@@ -59,7 +59,7 @@ async fn the_document_is_openapi_3_1_and_lists_exactly_the_route_table() {
 
 #[tokio::test]
 async fn every_documented_operation_is_served_and_nothing_else_at_those_paths() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     let document = document(&app).await;
@@ -106,7 +106,7 @@ async fn every_documented_operation_is_served_and_nothing_else_at_those_paths() 
 
 #[tokio::test]
 async fn protected_operations_require_both_schemes_in_one_requirement_and_public_ones_none() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     let document = document(&app).await;
@@ -148,7 +148,7 @@ async fn protected_operations_require_both_schemes_in_one_requirement_and_public
 
 #[tokio::test]
 async fn the_document_never_contains_the_api_key() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let response = app.send(request("GET", "/openapi.json")).await;
     let text = String::from_utf8_lossy(response.body());
     assert!(!text.contains(API_KEY));
@@ -157,7 +157,7 @@ async fn the_document_never_contains_the_api_key() {
 
 #[tokio::test]
 async fn schemas_carry_the_contracts_limits() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let document = document(&app).await;
     let schemas = &document["components"]["schemas"];
     let signup = &schemas["SignupRequest"]["properties"];
@@ -242,7 +242,7 @@ async fn schemas_carry_the_contracts_limits() {
 
 #[tokio::test]
 async fn responses_document_every_status_header_and_an_example() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let document = document(&app).await;
     let responses = |method: &str, path: &str| document["paths"][path][method]["responses"].clone();
     let codes = |method: &str, path: &str| -> Vec<String> {
@@ -334,7 +334,7 @@ async fn responses_document_every_status_header_and_an_example() {
 
 #[tokio::test]
 async fn docs_serve_swagger_ui_from_the_binary_with_and_without_the_slash() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     for path in ["/docs", "/docs/"] {
         let response = app.send(request("GET", path)).await;
         assert_eq!(response.status(), 200, "{path}");

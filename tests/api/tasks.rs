@@ -11,7 +11,7 @@ fn is_rfc3339_utc_seconds(value: &Value) -> bool {
 
 #[tokio::test]
 async fn create_answers_201_with_the_task_and_its_location() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let response = app
         .send(as_user(
@@ -50,7 +50,7 @@ async fn create_answers_201_with_the_task_and_its_location() {
 
 #[tokio::test]
 async fn create_defaults_description_and_status_and_accepts_completed() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "t"})).await;
     assert_eq!(
@@ -69,7 +69,7 @@ async fn create_defaults_description_and_status_and_accepts_completed() {
 
 #[tokio::test]
 async fn text_round_trips_exactly_whatever_it_contains() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for title in [
         "'; DROP TABLE tasks; --",
@@ -94,7 +94,7 @@ async fn text_round_trips_exactly_whatever_it_contains() {
 
 #[tokio::test]
 async fn text_with_a_nul_is_422_on_every_backend_and_stores_nothing() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app.task(&alice, json!({"title": "kept"})).await;
     let pattern = format!("String should match pattern '{}'", tasky::domain::NO_NUL);
@@ -119,7 +119,7 @@ async fn text_with_a_nul_is_422_on_every_backend_and_stores_nothing() {
 
 #[tokio::test]
 async fn list_returns_only_the_callers_tasks_newest_first_with_the_total() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -153,7 +153,7 @@ async fn list_returns_only_the_callers_tasks_newest_first_with_the_total() {
 
 #[tokio::test]
 async fn list_pages_with_limit_and_offset_and_counts_before_paging() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let mut ids = Vec::new();
     for i in 0..7 {
@@ -186,7 +186,7 @@ async fn list_pages_with_limit_and_offset_and_counts_before_paging() {
 
 #[tokio::test]
 async fn list_filters_by_status() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for (i, status) in ["pending", "completed", "pending", "completed", "completed"]
         .iter()
@@ -223,7 +223,7 @@ async fn list_filters_by_status() {
 
 #[tokio::test]
 async fn an_empty_list_is_an_empty_array_with_a_zero_total() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let response = app.send(as_user(request("GET", "/tasks"), &alice)).await;
     assert_eq!(body(&response), json!([]));
@@ -232,7 +232,7 @@ async fn an_empty_list_is_an_empty_array_with_a_zero_total() {
 
 #[tokio::test]
 async fn get_answers_the_task() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let created = app
         .task(&alice, json!({"title": "read me", "description": "d"}))
@@ -249,7 +249,7 @@ async fn get_answers_the_task() {
 
 #[tokio::test]
 async fn update_changes_only_the_fields_sent_and_stamps_updated_at() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let created = app
         .task(&alice, json!({"title": "before", "description": "keep me"}))
@@ -286,7 +286,7 @@ async fn update_changes_only_the_fields_sent_and_stamps_updated_at() {
 
 #[tokio::test]
 async fn delete_answers_204_then_the_task_is_gone() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let created = app.task(&alice, json!({"title": "doomed"})).await;
     let path = format!("/tasks/{}", created["id"]);
@@ -307,7 +307,7 @@ async fn delete_answers_204_then_the_task_is_gone() {
 
 #[tokio::test]
 async fn a_missing_task_is_404_for_every_method() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for req in [
         request("GET", "/tasks/424242"),
@@ -320,7 +320,7 @@ async fn a_missing_task_is_404_for_every_method() {
 
 #[tokio::test]
 async fn another_users_task_is_404_for_read_update_and_delete_and_stays_unchanged() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let task = app
         .task(
@@ -356,7 +356,7 @@ async fn another_users_task_is_404_for_read_update_and_delete_and_stays_unchange
 
 #[tokio::test]
 async fn a_refused_update_changes_nothing() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let task = app
         .task(
@@ -388,7 +388,7 @@ async fn a_refused_update_changes_nothing() {
 
 #[tokio::test]
 async fn a_refused_create_adds_nothing() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     for bad in [
         json!({"title": "ok", "status": "nope"}),
@@ -409,7 +409,7 @@ async fn a_refused_create_adds_nothing() {
 
 #[tokio::test]
 async fn titles_and_descriptions_at_their_limits_are_accepted() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let title = "é".repeat(200);
     let description = "ü".repeat(10_000);
@@ -422,7 +422,7 @@ async fn titles_and_descriptions_at_their_limits_are_accepted() {
 
 #[tokio::test]
 async fn the_total_follows_status_changes_and_deletes() {
-    let app = TestApp::new().await;
+    let app = test_app!();
     let alice = app.user("alice").await;
     let ids: Vec<i64> = create_tasks(&app, &alice, 4).await;
     let total = |query: &'static str| {
