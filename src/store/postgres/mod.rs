@@ -87,9 +87,9 @@ impl Postgres {
 
     /// Answers when the database answers a query.
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        within(async {
+        self.run(Retry::Read, || async {
             let client = self.client().await?;
-            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            client.simple_query("SELECT 1").await?;
             Ok(())
         })
         .await
@@ -105,36 +105,112 @@ impl Postgres {
     async fn prepared(
         &self,
         sql: &str,
-    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), StoreError> {
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), Failure> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(db_error)?;
+        let statement = client.prepare_cached(sql).await?;
         Ok((client, statement))
     }
 
     /// A pooled connection.
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    async fn client(&self) -> Result<deadpool_postgres::Object, Failure> {
         self.pool.get().await.map_err(|err| match err {
-            PoolError::Backend(err) => db_error(err),
-            PoolError::Timeout(_) | PoolError::PostCreateHook(_) => {
-                StoreError::Unavailable(format!("no connection to PostgreSQL: {err}"))
-            }
+            PoolError::Backend(err) => Failure::Db(err),
+            PoolError::Timeout(_) | PoolError::PostCreateHook(_) => Failure::Store(
+                StoreError::Unavailable(format!("no connection to PostgreSQL: {err}")),
+            ),
             PoolError::Closed | PoolError::NoRuntimeSpecified => {
-                StoreError::Internal(err.to_string())
+                Failure::Store(StoreError::Internal(err.to_string()))
             }
         })
     }
 }
 
-/// Runs a call with [`CALL_LIMIT`]: past it the call is dropped (the driver cancels nothing it had not sent)
-/// and answers 503.
-async fn within<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-    tokio::time::timeout(CALL_LIMIT, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "PostgreSQL did not answer within {CALL_LIMIT:?}"
-            )))
-        })
+/// What a call can fail with, before it is sorted for the client: the driver's own error is kept, so that a
+/// call PostgreSQL never carried out can be tried again.
+pub(super) enum Failure {
+    Db(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Self::Db(err)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Db(err) => db_error(err),
+            Failure::Store(err) => err,
+        }
+    }
+}
+
+/// Whether a call may be run again after `failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Retry {
+    /// A read: again after any failure of the connection.
+    Read,
+    /// A write: again only when PostgreSQL said the connection was going away (SQLSTATE class 57P: shut down,
+    /// terminated), which it says instead of carrying the statement out; a connection that broke without a
+    /// word may have committed it, so that write answers 503.
+    Write,
+}
+
+impl Retry {
+    fn allows(self, failure: &Failure) -> bool {
+        let Failure::Db(err) = failure else {
+            return false;
+        };
+        match err.code() {
+            Some(code) => code.code().starts_with("57P"),
+            None => self == Self::Read || err.is_closed(),
+        }
+    }
+}
+
+impl Postgres {
+    /// Runs `call` within [`CALL_LIMIT`] (past it, 503: never a hang). A pooled connection can have been closed
+    /// by PostgreSQL (restarted, backend terminated) a moment before its own task noticed; a call that fails on
+    /// one for that reason, and may be retried, runs again on another, up to one more time than the pool has
+    /// connections.
+    async fn run<T, F, Fut>(&self, retry: Retry, call: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let attempts = self.pool.status().max_size + 1;
+        let calls = async {
+            let mut attempt = 1;
+            loop {
+                match call().await {
+                    Err(failure) if attempt < attempts && retry.allows(&failure) => {
+                        if let Failure::Db(err) = &failure {
+                            log::info!(
+                                "a connection to PostgreSQL went away ({err}); trying another"
+                            );
+                        }
+                        attempt += 1;
+                    }
+                    outcome => return outcome.map_err(StoreError::from),
+                }
+            }
+        };
+        tokio::time::timeout(CALL_LIMIT, calls)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer within {CALL_LIMIT:?}"
+                )))
+            })
+    }
 }
 
 /// Sorts a driver error by what the client should be told.
@@ -202,8 +278,10 @@ impl Target {
             .ssl_mode(mode.driver())
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .application_name("tasky");
+            .keepalives_idle(Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name("tasky");
+        }
         let tls = tls::connector(mode, root_cert.as_ref()).map_err(malformed)?;
         Ok(Self { config, tls })
     }

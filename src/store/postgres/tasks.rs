@@ -6,7 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio_postgres::Row;
 
 use super::users::require_owner;
-use super::{Postgres, db_error, within};
+use super::{Postgres, Retry};
 use crate::domain::{
     NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
 };
@@ -25,7 +25,8 @@ pub(in crate::store) async fn insert(
     owner: UserId,
     task: NewTask,
 ) -> Result<Task, StoreError> {
-    within(async {
+    let task = &task;
+    db.run(Retry::Write, || async move {
         let (client, stmt) = db
             .prepared(concat!(
                 "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) ",
@@ -41,8 +42,8 @@ pub(in crate::store) async fn insert(
             &task.status.as_str(),
             &now,
         ];
-        let row = client.query_one(&stmt, &params).await.map_err(db_error)?;
-        read_task(&row, 0)
+        let row = client.query_one(&stmt, &params).await?;
+        Ok(read_task(&row, 0)?)
     })
     .await
 }
@@ -72,7 +73,7 @@ pub(in crate::store) async fn list(
     owner: UserId,
     query: TaskQuery,
 ) -> Result<TaskPage, StoreError> {
-    within(async {
+    db.run(Retry::Read, || async move {
         let limit = i64::from(query.limit.get());
         let offset = query.offset.get();
         let sql = if query.status.is_some() {
@@ -88,13 +89,12 @@ pub(in crate::store) async fn list(
                     .query(&stmt, &[&owner.0, &limit, &offset, &status.as_str()])
                     .await
             }
-        }
-        .map_err(db_error)?;
+        }?;
         let first = rows
             .first()
             .ok_or_else(|| StoreError::Internal("a list answered no row".into()))?;
         if !first.get::<_, bool>(0) {
-            return Err(StoreError::NoSuchUser);
+            return Err(StoreError::NoSuchUser.into());
         }
         let total: i64 = first.get(1);
         let mut tasks = Vec::with_capacity(rows.len());
@@ -117,7 +117,7 @@ pub(in crate::store) async fn get(
     owner: UserId,
     id: TaskId,
 ) -> Result<Option<Task>, StoreError> {
-    within(async {
+    db.run(Retry::Read, || async move {
         let (client, stmt) = db
             .prepared(concat!(
                 "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), t.* FROM (SELECT 1) AS one ",
@@ -126,12 +126,9 @@ pub(in crate::store) async fn get(
                 " FROM tasks WHERE user_id = $1 AND id = $2) AS t ON true"
             ))
             .await?;
-        let row = client
-            .query_one(&stmt, &[&owner.0, &id.0])
-            .await
-            .map_err(db_error)?;
+        let row = client.query_one(&stmt, &[&owner.0, &id.0]).await?;
         if !row.get::<_, bool>(0) {
-            return Err(StoreError::NoSuchUser);
+            return Err(StoreError::NoSuchUser.into());
         }
         match row.get::<_, Option<i64>>(1) {
             Some(_) => Ok(Some(read_task(&row, 1)?)),
@@ -149,7 +146,8 @@ pub(in crate::store) async fn update(
     id: TaskId,
     changes: TaskChanges,
 ) -> Result<Option<Task>, StoreError> {
-    within(async {
+    let changes = &changes;
+    db.run(Retry::Write, || async move {
         let (client, stmt) = db.prepared(concat!(
                 "UPDATE tasks SET title = coalesce($1, title), description = coalesce($2, description), ",
                 "status = coalesce($3, status), updated_at = $4 ",
@@ -165,7 +163,7 @@ pub(in crate::store) async fn update(
             &owner.0,
             &id.0,
         ];
-        match client.query_opt(&stmt, &params).await.map_err(db_error)? {
+        match client.query_opt(&stmt, &params).await? {
             Some(row) => Ok(Some(read_task(&row, 0)?)),
             None => {
                 require_owner(&client, owner).await?;
@@ -182,16 +180,11 @@ pub(in crate::store) async fn delete(
     owner: UserId,
     id: TaskId,
 ) -> Result<bool, StoreError> {
-    within(async {
+    db.run(Retry::Write, || async move {
         let (client, stmt) = db
             .prepared("DELETE FROM tasks WHERE user_id = $1 AND id = $2")
             .await?;
-        if client
-            .execute(&stmt, &[&owner.0, &id.0])
-            .await
-            .map_err(db_error)?
-            == 1
-        {
+        if client.execute(&stmt, &[&owner.0, &id.0]).await? == 1 {
             return Ok(true);
         }
         require_owner(&client, owner).await?;

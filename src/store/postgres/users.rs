@@ -2,7 +2,7 @@
 
 use chrono::{SubsecRound, Utc};
 
-use super::{Postgres, db_error, within};
+use super::{Failure, Postgres, Retry};
 use crate::domain::{Credentials, PasswordHash, User, UserId, Username};
 use crate::store::StoreError;
 
@@ -12,7 +12,8 @@ pub(in crate::store) async fn insert(
     username: Username,
     password_hash: PasswordHash,
 ) -> Result<User, StoreError> {
-    within(async {
+    let (username, password_hash) = (&username, &password_hash);
+    db.run(Retry::Write, || async move {
         let (client, stmt) = db
             .prepared(
                 "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
@@ -22,8 +23,7 @@ pub(in crate::store) async fn insert(
         let now = Utc::now().trunc_subsecs(0);
         let row = client
             .query_one(&stmt, &[&username.as_str(), &password_hash.as_str(), &now])
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(User {
             id: UserId(row.get(0)),
             username: row.get(1),
@@ -41,14 +41,11 @@ pub(in crate::store) async fn find_credentials(
     if username.contains('\0') {
         return Ok(None);
     }
-    within(async {
+    db.run(Retry::Read, || async move {
         let (client, stmt) = db
             .prepared("SELECT id, password_hash FROM users WHERE lower(username) = lower($1)")
             .await?;
-        let row = client
-            .query_opt(&stmt, &[&username])
-            .await
-            .map_err(db_error)?;
+        let row = client.query_opt(&stmt, &[&username]).await?;
         Ok(row.map(|row| Credentials {
             id: UserId(row.get(0)),
             password_hash: PasswordHash::from_phc(row.get(1)),
@@ -59,11 +56,11 @@ pub(in crate::store) async fn find_credentials(
 
 /// The user with this id, if it still exists.
 pub(in crate::store) async fn get(db: &Postgres, id: UserId) -> Result<Option<User>, StoreError> {
-    within(async {
+    db.run(Retry::Read, || async move {
         let (client, stmt) = db
             .prepared("SELECT id, username FROM users WHERE id = $1")
             .await?;
-        let row = client.query_opt(&stmt, &[&id.0]).await.map_err(db_error)?;
+        let row = client.query_opt(&stmt, &[&id.0]).await?;
         Ok(row.map(|row| User {
             id: UserId(row.get(0)),
             username: row.get(1),
@@ -74,7 +71,7 @@ pub(in crate::store) async fn get(db: &Postgres, id: UserId) -> Result<Option<Us
 
 /// [`StoreError::NoSuchUser`] unless the user `id` exists.
 pub(in crate::store) async fn require(db: &Postgres, id: UserId) -> Result<(), StoreError> {
-    within(async {
+    db.run(Retry::Read, || async move {
         let client = db.client().await?;
         require_owner(&client, id).await
     })
@@ -85,19 +82,14 @@ pub(in crate::store) async fn require(db: &Postgres, id: UserId) -> Result<(), S
 pub(super) async fn require_owner(
     client: &deadpool_postgres::Object,
     id: UserId,
-) -> Result<(), StoreError> {
+) -> Result<(), Failure> {
     let stmt = client
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
-        .await
-        .map_err(db_error)?;
-    let exists: bool = client
-        .query_one(&stmt, &[&id.0])
-        .await
-        .map_err(db_error)?
-        .get(0);
+        .await?;
+    let exists: bool = client.query_one(&stmt, &[&id.0]).await?.get(0);
     if exists {
         Ok(())
     } else {
-        Err(StoreError::NoSuchUser)
+        Err(StoreError::NoSuchUser.into())
     }
 }
