@@ -4,7 +4,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread;
+
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 pub const API_KEY: &str = "process-test-key";
@@ -343,4 +347,83 @@ pub fn workdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().to_owned();
     (dir, path)
+}
+
+/// Creates tasks from `threads` threads, round robin over `tokens`, until `stop`, counting every 201 in
+/// `acked`; returns, per thread, what was answered 201 and with which owner.
+pub fn create_until(
+    address: &str,
+    tokens: &[String],
+    threads: usize,
+    tag: &str,
+    (stop, acked): (&Arc<AtomicBool>, &Arc<AtomicUsize>),
+) -> Vec<thread::JoinHandle<Vec<(usize, Value)>>> {
+    (0..threads)
+        .map(|t| {
+            let (address, tokens, stop, acked, tag) = (
+                address.to_owned(),
+                tokens.to_vec(),
+                stop.clone(),
+                acked.clone(),
+                tag.to_owned(),
+            );
+            thread::spawn(move || {
+                let mut created = Vec::new();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let owner = (t + n) % tokens.len();
+                    let status = if n % 2 == 0 { "pending" } else { "completed" };
+                    let body = json!({
+                        "title": format!("{tag} thread {t} task {n}"),
+                        "description": format!("written by thread {t}, number {n}: ✓ intact"),
+                        "status": status,
+                    });
+                    if let Ok(answer) = authorized(
+                        &address,
+                        &tokens[owner],
+                        "POST",
+                        "/tasks",
+                        Some(&body.to_string()),
+                    ) && answer.status == 201
+                    {
+                        created.push((owner, answer.json()));
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+                created
+            })
+        })
+        .collect()
+}
+
+/// Waits until `count` reaches `at_least`, at most 30 s.
+pub fn await_count(count: &AtomicUsize, at_least: usize) {
+    let start = Instant::now();
+    while count.load(Ordering::Relaxed) < at_least {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "only {} of {at_least} after 30 s",
+            count.load(Ordering::Relaxed)
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every task answered 201 in `answered` is stored, intact, for its owner.
+pub fn assert_all_kept(address: &str, tokens: &[String], answered: &[(usize, Value)]) {
+    for (owner, token) in tokens.iter().enumerate() {
+        let stored: std::collections::HashMap<i64, Value> = all_tasks(address, token)
+            .into_iter()
+            .map(|t| (t["id"].as_i64().unwrap(), t))
+            .collect();
+        for (_, task) in answered.iter().filter(|(o, _)| *o == owner) {
+            let id = task["id"].as_i64().unwrap();
+            assert_eq!(
+                stored.get(&id),
+                Some(task),
+                "task {id} was answered 201 and must be there, intact"
+            );
+        }
+    }
 }

@@ -2,9 +2,13 @@
 //! keeps when killed, overloaded, or robbed of its storage; how it serves behind a real proxy. Also the serve
 //! loop's edge (timeouts, slots, malformed requests) on real sockets.
 
+#[path = "../support/postgres.rs"]
+mod pg_support;
+
 mod client;
 mod edge;
 mod faults;
 mod lifecycle;
+mod postgres;
 mod serving;
 mod upgrade;

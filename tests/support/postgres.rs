@@ -1,6 +1,9 @@
 //! A fresh PostgreSQL schema per test, on the server `TASKY_TEST_DATABASE_URL` names, so tests run side by side
 //! on one database without seeing each other. Shared by the test binaries that have a PostgreSQL half.
 
+// Each binary uses the part it needs.
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,7 +84,7 @@ pub async fn execute(url: &str, statement: &str) {
     client
         .batch_execute(statement)
         .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
     drop(client);
     let _ = connection.await;
 }
@@ -95,7 +98,7 @@ pub async fn query(url: &str, query: &str) -> Vec<Vec<Option<String>>> {
     let rows = client
         .simple_query(query)
         .await
-        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .unwrap_or_else(|e| panic!("{query}: {e:?}"))
         .into_iter()
         .filter_map(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(

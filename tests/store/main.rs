@@ -1,0 +1,332 @@
+//! The storage contract (`tasky::store`'s module doc), checked the same way on every backend: each case runs on
+//! a fresh SQLite file and on a fresh schema of the PostgreSQL server `TASKY_TEST_DATABASE_URL` names (that half
+//! is skipped, with one line saying so, when it is not set).
+
+#[path = "../support/postgres.rs"]
+mod pg_support;
+
+use std::future::Future;
+
+use futures_util::future::join_all;
+use tasky::config::{DatabaseConfig, PostgresUrl};
+use tasky::domain::{
+    Limit, NewTask, Offset, PasswordHash, TaskChanges, TaskDescription, TaskId, TaskQuery,
+    TaskStatus, TaskTitle, UserId, Username,
+};
+use tasky::store::{Store, StoreError, tasks, users};
+
+/// Runs `case` on a fresh store of each backend.
+async fn on_every_backend<F, Fut>(case: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = DatabaseConfig::Sqlite(dir.path().join("tasky.db"));
+    case(Store::connect(&sqlite).await.unwrap()).await;
+    if let Some(server) = pg_support::url_or_skip("tests/store") {
+        let schema = pg_support::Schema::create(&server).await;
+        let postgres = DatabaseConfig::Postgres(PostgresUrl::new(schema.url.clone(), 8));
+        case(Store::connect(&postgres).await.unwrap()).await;
+    }
+}
+
+fn name(raw: &str) -> Username {
+    Username::parse(raw.into()).unwrap()
+}
+
+async fn user(store: &Store, raw: &str) -> UserId {
+    users::insert(
+        store,
+        name(raw),
+        PasswordHash::from_phc("$argon2id$stub".into()),
+    )
+    .await
+    .unwrap()
+    .id
+}
+
+fn new_task(title: &str, status: TaskStatus) -> NewTask {
+    NewTask {
+        title: TaskTitle::parse(title.into()).unwrap(),
+        description: TaskDescription::default(),
+        status,
+    }
+}
+
+fn page(status: Option<TaskStatus>, limit: i64, offset: i64) -> TaskQuery {
+    TaskQuery {
+        status,
+        limit: Limit::parse(limit).unwrap(),
+        offset: Offset::parse(offset).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn usernames_are_unique_ignoring_case_and_found_ignoring_case() {
+    on_every_backend(|store| async move {
+        let id = user(&store, "Alice").await;
+        let again = users::insert(&store, name("aLICE"), PasswordHash::from_phc("x".into())).await;
+        assert_eq!(again.unwrap_err(), StoreError::Conflict);
+        let found = users::find_credentials(&store, "ALICE")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, id);
+        assert_eq!(
+            users::get(&store, id).await.unwrap().unwrap().username,
+            "Alice"
+        );
+        assert!(
+            users::find_credentials(&store, "nobody")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            users::find_credentials(&store, "nul\0name")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_owner_that_does_not_exist_is_no_such_user_everywhere() {
+    on_every_backend(|store| async move {
+        let gone = UserId(987_654);
+        let id = TaskId(1);
+        let changes = TaskChanges::new(None, None, Some(TaskStatus::Completed)).unwrap();
+        assert_eq!(
+            users::require(&store, gone).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(
+            tasks::insert(&store, gone, new_task("t", TaskStatus::Pending)).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(
+            tasks::list(&store, gone, page(None, 10, 0)).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(
+            tasks::get(&store, gone, id).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(
+            tasks::update(&store, gone, id, changes).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(
+            tasks::delete(&store, gone, id).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(users::get(&store, gone).await, Ok(None));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn another_users_task_looks_like_no_task_at_all() {
+    on_every_backend(|store| async move {
+        let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+        let task = tasks::insert(&store, alice, new_task("mine", TaskStatus::Pending))
+            .await
+            .unwrap();
+        let changes = TaskChanges::new(None, None, Some(TaskStatus::Completed)).unwrap();
+        assert_eq!(tasks::get(&store, bob, task.id).await, Ok(None));
+        assert_eq!(tasks::update(&store, bob, task.id, changes).await, Ok(None));
+        assert_eq!(tasks::delete(&store, bob, task.id).await, Ok(false));
+        let listed = tasks::list(&store, bob, page(None, 10, 0)).await.unwrap();
+        assert_eq!((listed.tasks.len(), listed.total), (0, 0));
+        assert_eq!(
+            tasks::get(&store, alice, task.id).await.unwrap().unwrap(),
+            task
+        );
+        // Every id the API accepts can be asked for.
+        assert_eq!(tasks::get(&store, alice, TaskId(i64::MAX)).await, Ok(None));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pages_come_newest_first_with_the_total_before_paging() {
+    on_every_backend(|store| async move {
+        let alice = user(&store, "alice").await;
+        let mut ids = Vec::new();
+        for i in 0..25 {
+            let status = if i % 5 == 0 {
+                TaskStatus::Completed
+            } else {
+                TaskStatus::Pending
+            };
+            ids.push(
+                tasks::insert(&store, alice, new_task(&format!("t{i}"), status))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let first = tasks::list(&store, alice, page(None, 10, 0)).await.unwrap();
+        assert_eq!(first.total, 25);
+        let newest: Vec<TaskId> = ids.iter().rev().take(10).copied().collect();
+        assert_eq!(first.tasks.iter().map(|t| t.id).collect::<Vec<_>>(), newest);
+        let last = tasks::list(&store, alice, page(None, 10, 20))
+            .await
+            .unwrap();
+        assert_eq!((last.tasks.len(), last.total), (5, 25));
+        let past = tasks::list(&store, alice, page(None, 10, 40))
+            .await
+            .unwrap();
+        assert_eq!((past.tasks.len(), past.total), (0, 25));
+        let done = tasks::list(&store, alice, page(Some(TaskStatus::Completed), 100, 0))
+            .await
+            .unwrap();
+        assert_eq!((done.tasks.len(), done.total), (5, 5));
+        assert!(done.tasks.iter().all(|t| t.status == TaskStatus::Completed));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn totals_follow_every_write() {
+    on_every_backend(|store| async move {
+        let alice = user(&store, "alice").await;
+        let a = tasks::insert(&store, alice, new_task("a", TaskStatus::Pending))
+            .await
+            .unwrap();
+        let b = tasks::insert(&store, alice, new_task("b", TaskStatus::Pending))
+            .await
+            .unwrap();
+        let complete = TaskChanges::new(None, None, Some(TaskStatus::Completed)).unwrap();
+        tasks::update(&store, alice, a.id, complete)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(tasks::delete(&store, alice, b.id).await.unwrap());
+        let total = |status| {
+            let store = store.clone();
+            async move {
+                tasks::list(&store, alice, page(status, 1, 0))
+                    .await
+                    .unwrap()
+                    .total
+            }
+        };
+        assert_eq!(total(None).await, 1);
+        assert_eq!(total(Some(TaskStatus::Completed)).await, 1);
+        assert_eq!(total(Some(TaskStatus::Pending)).await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn of_concurrent_signups_of_one_name_exactly_one_succeeds() {
+    on_every_backend(|store| async move {
+        let attempts =
+            join_all(
+                (0..16).map(|i| {
+                    let store = store.clone();
+                    let raw = if i % 2 == 0 { "racer" } else { "RACER" };
+                    async move {
+                        users::insert(&store, name(raw), PasswordHash::from_phc("x".into())).await
+                    }
+                }),
+            )
+            .await;
+        assert_eq!(attempts.iter().filter(|a| a.is_ok()).count(), 1);
+        assert!(
+            attempts
+                .iter()
+                .filter(|a| a.is_err())
+                .all(|a| *a == Err(StoreError::Conflict))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn of_concurrent_deletes_of_one_task_exactly_one_removes_it() {
+    on_every_backend(|store| async move {
+        let alice = user(&store, "alice").await;
+        let task = tasks::insert(&store, alice, new_task("once", TaskStatus::Pending))
+            .await
+            .unwrap();
+        let deletes = join_all((0..16).map(|_| {
+            let store = store.clone();
+            async move { tasks::delete(&store, alice, task.id).await.unwrap() }
+        }))
+        .await;
+        assert_eq!(deletes.iter().filter(|removed| **removed).count(), 1);
+        assert_eq!(
+            tasks::list(&store, alice, page(None, 10, 0))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_updates_each_land_whole_and_opposite_moves_keep_the_counts() {
+    on_every_backend(|store| async move {
+        let alice = user(&store, "alice").await;
+        let pending = tasks::insert(&store, alice, new_task("p", TaskStatus::Pending))
+            .await
+            .unwrap();
+        let completed = tasks::insert(&store, alice, new_task("c", TaskStatus::Completed))
+            .await
+            .unwrap();
+        // Sixteen updates of one task, each setting title and description to the same number, while two tasks
+        // move between the statuses in opposite directions (on PostgreSQL, the moves lock count rows).
+        let updates = join_all((0..16).map(|i| {
+            let store = store.clone();
+            async move {
+                let changes = TaskChanges::new(
+                    Some(TaskTitle::parse(format!("n{i}")).unwrap()),
+                    Some(TaskDescription::parse(format!("n{i}")).unwrap()),
+                    None,
+                )
+                .unwrap();
+                tasks::update(&store, alice, pending.id, changes)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }));
+        let moves = join_all((0..16).map(|i| {
+            let store = store.clone();
+            async move {
+                let (id, to) = if i % 2 == 0 {
+                    (pending.id, TaskStatus::Completed)
+                } else {
+                    (completed.id, TaskStatus::Pending)
+                };
+                let changes = TaskChanges::new(None, None, Some(to)).unwrap();
+                tasks::update(&store, alice, id, changes)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+        }));
+        futures_util::future::join(updates, moves).await;
+        let task = tasks::get(&store, alice, pending.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(task.title, task.description, "fields of two updates mixed");
+        let all = tasks::list(&store, alice, page(None, 10, 0)).await.unwrap();
+        let count = |status| all.tasks.iter().filter(|t| t.status == status).count() as u64;
+        for status in [TaskStatus::Pending, TaskStatus::Completed] {
+            let listed = tasks::list(&store, alice, page(Some(status), 10, 0))
+                .await
+                .unwrap();
+            assert_eq!(listed.total, count(status), "{status:?}");
+        }
+    })
+    .await;
+}
