@@ -330,3 +330,52 @@ async fn concurrent_updates_each_land_whole_and_opposite_moves_keep_the_counts()
     })
     .await;
 }
+
+#[tokio::test]
+async fn sslmode_means_what_it_means_to_libpq() {
+    use std::io::Write as _;
+    let Some(server) = pg_support::url_or_skip("tests/store") else {
+        return;
+    };
+    let settings = pg_support::query(
+        &server,
+        "SELECT current_setting('ssl'), current_setting('ssl_cert_file')",
+    )
+    .await;
+    let (ssl, cert) = (
+        settings[0][0].clone().unwrap(),
+        settings[0][1].clone().unwrap(),
+    );
+    if ssl != "on" || !std::path::Path::new(&cert).exists() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: the TLS case of tests/store: the test server has no TLS"
+        );
+        return;
+    }
+    let schema = pg_support::Schema::create(&server).await;
+    // require: encrypted, whatever certificate the server shows (a self-signed one here, as on Railway);
+    // verify-ca: the chain must lead to sslrootcert.
+    for (i, mode) in [
+        "sslmode=require".to_string(),
+        format!("sslmode=verify-ca&sslrootcert={cert}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let app = format!("tasky_tls_{}_{i}", std::process::id());
+        let url = format!("{}&{mode}&application_name={app}", schema.url);
+        let store = Store::connect(&DatabaseConfig::Postgres(PostgresUrl::new(url, 1)))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        let encrypted = pg_support::query(
+            &server,
+            &format!(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{app}'"
+            ),
+        )
+        .await;
+        assert_eq!(encrypted, vec![vec![Some("t".to_owned())]], "{mode}");
+    }
+}
