@@ -323,6 +323,10 @@ impl Server {
         if let Ok(key) = std::env::var("API_KEY") {
             command.env("API_KEY", key);
         }
+        // The PostgreSQL backend, on a database the caller made for the run (fresh, or a start is not "fresh").
+        if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+            command.env("DATABASE_URL", url);
+        }
         let child = command
             .env("HOST", "127.0.0.1")
             .env("PORT", address.port().to_string())

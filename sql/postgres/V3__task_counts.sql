@@ -2,45 +2,56 @@
 -- lookup instead of a count (counting a user's tasks takes time in proportion to them, and the contract counts
 -- before paging on every list). Triggers rather than application code, so the counts follow every write to
 -- tasks, whoever makes it.
+--
+-- Each (user, status) count is kept in up to 16 stripes, summed when read. A single row per count would be
+-- locked by every write of that user until its commit, so one user's writes would run one at a time, each
+-- waiting for the previous one's WAL flush (measured: creates for one user stalled at about 3 000 a second on
+-- this machine, whatever the pool size). A transaction writes the stripe of its own backend, so concurrent
+-- writers from different connections take different rows. A stripe may go below zero; the sum cannot.
 CREATE TABLE task_counts (
-    user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    status  TEXT   NOT NULL,
-    n       BIGINT NOT NULL,
-    PRIMARY KEY (user_id, status)
+    user_id BIGINT   NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    status  TEXT     NOT NULL,
+    stripe  SMALLINT NOT NULL,
+    n       BIGINT   NOT NULL,
+    PRIMARY KEY (user_id, status, stripe)
 );
 
--- A new task counts in with an upsert: two first tasks of one status inserted at once cannot both find the row
+-- The stripe this backend writes.
+CREATE FUNCTION task_counts_stripe() RETURNS smallint LANGUAGE sql STABLE AS $$
+    SELECT (pg_backend_pid() % 16)::smallint
+$$;
+
+-- Counting in and out are upserts: two first tasks of one stripe written at once cannot both find the row
 -- missing and both insert it, as "update, else insert" would let them.
 CREATE FUNCTION task_counts_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO task_counts (user_id, status, n) VALUES (NEW.user_id, NEW.status, 1)
-        ON CONFLICT (user_id, status) DO UPDATE SET n = task_counts.n + 1;
+    INSERT INTO task_counts (user_id, status, stripe, n)
+        VALUES (NEW.user_id, NEW.status, task_counts_stripe(), 1)
+        ON CONFLICT (user_id, status, stripe) DO UPDATE SET n = task_counts.n + 1;
     RETURN NULL;
 END
 $$;
 
 CREATE FUNCTION task_counts_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE task_counts SET n = n - 1 WHERE user_id = OLD.user_id AND status = OLD.status;
+    INSERT INTO task_counts (user_id, status, stripe, n)
+        VALUES (OLD.user_id, OLD.status, task_counts_stripe(), -1)
+        ON CONFLICT (user_id, status, stripe) DO UPDATE SET n = task_counts.n - 1;
     RETURN NULL;
 END
 $$;
 
--- A task that changes status moves between two rows. Both are changed by one UPDATE, which locks them in index
--- order whichever way the task moves: two tasks of one user moving in opposite directions at once then wait
--- for each other instead of deadlocking. The row moved into is made to exist first (DO NOTHING takes no lock).
+-- A task that changes status moves between two rows of the backend's stripe, both changed by one statement
+-- that takes them in key order whichever way the task moves: two moves in opposite directions on one stripe
+-- wait for each other instead of deadlocking.
 CREATE FUNCTION task_counts_after_move() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.user_id = NEW.user_id THEN
-        INSERT INTO task_counts (user_id, status, n) VALUES (NEW.user_id, NEW.status, 0)
-            ON CONFLICT (user_id, status) DO NOTHING;
-        UPDATE task_counts SET n = n + CASE WHEN status = NEW.status THEN 1 ELSE -1 END
-            WHERE user_id = NEW.user_id AND status IN (OLD.status, NEW.status);
-    ELSE
-        UPDATE task_counts SET n = n - 1 WHERE user_id = OLD.user_id AND status = OLD.status;
-        INSERT INTO task_counts (user_id, status, n) VALUES (NEW.user_id, NEW.status, 1)
-            ON CONFLICT (user_id, status) DO UPDATE SET n = task_counts.n + 1;
-    END IF;
+    INSERT INTO task_counts (user_id, status, stripe, n)
+        SELECT * FROM (VALUES (OLD.user_id, OLD.status, task_counts_stripe(), -1::bigint),
+                              (NEW.user_id, NEW.status, task_counts_stripe(), 1::bigint))
+            AS moved (user_id, status, stripe, n)
+        ORDER BY user_id, status
+        ON CONFLICT (user_id, status, stripe) DO UPDATE SET n = task_counts.n + excluded.n;
     RETURN NULL;
 END
 $$;
