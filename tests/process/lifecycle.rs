@@ -35,6 +35,63 @@ fn a_bad_value_stops_the_start_with_one_line_naming_the_variable() {
 }
 
 #[test]
+fn a_malformed_database_url_stops_the_start_without_showing_its_password() {
+    let (_dir, path) = workdir();
+    let secret = ("JWT_SECRET", "process-test-secret-process-test-secret");
+    for url in [
+        "mysql://tasky:hunter2@db.example.com/tasky",
+        "postgres://tasky:hunter2@db.example.com:notaport/tasky",
+        "postgres://tasky:hunter2@db.example.com/tasky?sslmode=sometimes",
+    ] {
+        let output = tasky(&path, &[("DATABASE_URL", url), secret])
+            .output()
+            .expect("run tasky");
+        assert_eq!(output.status.code(), Some(1), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("DATABASE_URL: "), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{url}: {stderr}");
+    }
+    let output = tasky(&path, &[("DATABASE_URL", "postgres://localhost/tasky")])
+        .env_remove("JWT_SECRET")
+        .output()
+        .expect("run tasky");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("JWT_SECRET: "));
+}
+
+#[test]
+fn an_unreachable_postgres_is_retried_for_30_s_then_the_start_fails_with_one_line() {
+    let (_dir, path) = workdir();
+    // A port nothing listens on: every attempt is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "postgres://tasky:hunter2@127.0.0.1:{}/tasky",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let started = Instant::now();
+    let output = tasky(&path, &[("DATABASE_URL", url.as_str())])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run tasky");
+    let waited = started.elapsed();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        waited >= Duration::from_secs(29),
+        "gave up after {waited:?}"
+    );
+    assert!(
+        stderr.matches("PostgreSQL is not ready, retrying").count() >= 10,
+        "{stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("DATABASE_URL: "), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn an_address_in_use_or_missing_names_port_or_host() {
     let (_dir, path) = workdir();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
