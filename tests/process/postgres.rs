@@ -3,13 +3,10 @@
 //! with one line saying so, without it. (A restart of PostgreSQL itself is tests/pg_restart.rs: it takes the
 //! server away from every test, so it runs in a binary of its own.)
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::client::*;
+use crate::faults::kill_9_under_load;
 use crate::pg_support;
 
 /// A fresh schema, and the variables that put the binary on it under the application name `name`.
@@ -30,37 +27,7 @@ fn every_task_answered_201_survives_kill_9_under_load_on_postgres() {
     let Some((_schema, env)) = database("tasky_kill9") else {
         return;
     };
-    let (_dir, path) = workdir();
-    let mut server = Server::start(&path, &vars(&env));
-    let tokens: Vec<String> = (0..3)
-        .map(|i| user(&server.address, &format!("pgcrash{i}")))
-        .collect();
-    let mut answered: Vec<(usize, Value)> = Vec::new();
-    for round in 0..3 {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(AtomicUsize::new(0));
-        let writers = create_until(
-            &server.address,
-            &tokens,
-            8,
-            &format!("round {round}"),
-            (&stop, &acked),
-        );
-        await_count(&acked, 20 + 10 * round);
-        server.signal("KILL");
-        let _ = server.wait(Duration::from_secs(10));
-        stop.store(true, Ordering::Relaxed);
-        for writer in writers {
-            answered.extend(writer.join().expect("writer thread"));
-        }
-        server = Server::start(&path, &vars(&env));
-    }
-    assert!(
-        answered.len() >= 60,
-        "the load was real: {}",
-        answered.len()
-    );
-    assert_all_kept(&server.address, &tokens, &answered);
+    kill_9_under_load(&vars(&env));
 }
 
 #[test]
