@@ -277,7 +277,8 @@ impl From<Vec<u8>> for Secret {
 fn parse_trust_proxy(raw: &str) -> Result<TrustProxy, ConfigError> {
     let value = raw.trim().to_ascii_lowercase();
     Ok(match value.as_str() {
-        "true" | "1" | "yes" | "on" => TrustProxy::LastForwardedFor,
+        // Naming X-Forwarded-For is asking for its entry the proxy appended, which `true` means.
+        "true" | "1" | "yes" | "on" | "x-forwarded-for" => TrustProxy::LastForwardedFor,
         "false" | "0" | "no" | "off" => TrustProxy::No,
         name if name
             .bytes()
@@ -518,6 +519,7 @@ mod tests {
         let trust = |raw: &str| parse(&[("TRUST_PROXY", raw)]).unwrap().trust_proxy;
         assert_eq!(trust("true"), TrustProxy::LastForwardedFor);
         assert_eq!(trust("FALSE"), TrustProxy::No);
+        assert_eq!(trust("X-Forwarded-For"), TrustProxy::LastForwardedFor);
         assert_eq!(trust(" X-Real-IP "), TrustProxy::Header("x-real-ip".into()));
         assert_eq!(
             trust("CF-Connecting-IP"),

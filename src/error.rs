@@ -277,7 +277,14 @@ impl Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
                 response
             }
-            Self::RequestTimeout => answer(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+            Self::RequestTimeout => {
+                // The body was still arriving: the connection closes, lingering to read the rest away.
+                let mut response = answer(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response
+            }
             Self::Unavailable(why) => {
                 log::warn!("answering 503: {why}");
                 answer(

@@ -32,10 +32,13 @@ BEGIN
 END
 $$;
 
+-- When the task goes with its user (ON DELETE CASCADE), the user's counts are already gone, and a row counted
+-- out for a user that no longer exists would break the foreign key: nothing is counted then.
 CREATE FUNCTION task_counts_after_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO task_counts (user_id, status, stripe, n)
-        VALUES (OLD.user_id, OLD.status, task_counts_stripe(), -1)
+        SELECT OLD.user_id, OLD.status, task_counts_stripe(), -1
+        WHERE EXISTS (SELECT 1 FROM users WHERE id = OLD.user_id)
         ON CONFLICT (user_id, status, stripe) DO UPDATE SET n = task_counts.n - 1;
     RETURN NULL;
 END

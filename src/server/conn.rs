@@ -252,8 +252,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        // Whatever is being written, the connection is not waiting for a head.
+        // Whatever is being written, the connection is not waiting for a head, and what was read before it
+        // (a body drained after an early answer) was no head either.
         this.head_armed = false;
+        this.head_started = false;
         if this.own.is_some() {
             // hyper is still writing its automatic answer, which ours replaced: take its bytes, send ours.
             ready!(this.write_own(cx))?;

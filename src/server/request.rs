@@ -17,8 +17,11 @@ pub(super) fn client_address(trust: &TrustProxy, peer: IpAddr, headers: &HeaderM
     let named = match trust {
         TrustProxy::No => return peer,
         TrustProxy::LastForwardedFor => last_forwarded_for(headers),
+        // The last value: a proxy that adds its header rather than replacing it puts its own after the client's.
         TrustProxy::Header(name) => headers
-            .get(name.as_str())
+            .get_all(name.as_str())
+            .iter()
+            .next_back()
             .and_then(|value| value.to_str().ok())
             .and_then(address),
     };
@@ -231,6 +234,11 @@ mod tests {
         );
         let missing = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(client_address(&trust, PEER, &missing), PEER);
+        let added = headers(&[("x-real-ip", "203.0.113.66"), ("x-real-ip", "198.51.100.9")]);
+        assert_eq!(
+            client_address(&trust, PEER, &added),
+            "198.51.100.9".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

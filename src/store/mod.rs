@@ -115,7 +115,8 @@ impl Store {
     pub fn blocking_threads(config: &DatabaseConfig) -> usize {
         match config {
             DatabaseConfig::Sqlite(_) => sqlite::blocking_threads(),
-            DatabaseConfig::Postgres(_) => 1,
+            // tokio-postgres resolves host names on them when the pool opens connections.
+            DatabaseConfig::Postgres(_) => 4,
         }
     }
 }

@@ -65,8 +65,13 @@ impl Postgres {
                 }
             }
         }
+        // PostgreSQL stops a statement at the same limit the service answers 503 at, so a call given up on does
+        // not go on running, holding its connection and perhaps committing after the client was told it failed.
+        let mut config = target.config.clone();
+        let options = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options} -c statement_timeout={}", CALL_LIMIT.as_millis()).trim());
         let manager = Manager::from_config(
-            target.config,
+            config,
             target.tls,
             ManagerConfig {
                 // A closed connection (server restarted, backend terminated) is noticed by its connection task
@@ -107,14 +112,14 @@ impl Postgres {
         sql: &str,
     ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), Failure> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await?;
+        let statement = client.prepare_cached(sql).await.map_err(Failure::NotSent)?;
         Ok((client, statement))
     }
 
     /// A pooled connection.
     async fn client(&self) -> Result<deadpool_postgres::Object, Failure> {
         self.pool.get().await.map_err(|err| match err {
-            PoolError::Backend(err) => Failure::Db(err),
+            PoolError::Backend(err) => Failure::NotSent(err),
             PoolError::Timeout(_) | PoolError::PostCreateHook(_) => Failure::Store(
                 StoreError::Unavailable(format!("no connection to PostgreSQL: {err}")),
             ),
@@ -128,7 +133,10 @@ impl Postgres {
 /// What a call can fail with, before it is sorted for the client: the driver's own error is kept, so that a
 /// call PostgreSQL never carried out can be tried again.
 pub(super) enum Failure {
+    /// The statement of the call may have reached PostgreSQL.
     Db(tokio_postgres::Error),
+    /// The call failed before its statement was sent: checking a connection out or preparing on it.
+    NotSent(tokio_postgres::Error),
     Store(StoreError),
 }
 
@@ -147,7 +155,7 @@ impl From<StoreError> for Failure {
 impl From<Failure> for StoreError {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::Db(err) => db_error(err),
+            Failure::Db(err) | Failure::NotSent(err) => db_error(err),
             Failure::Store(err) => err,
         }
     }
@@ -158,20 +166,23 @@ impl From<Failure> for StoreError {
 pub(super) enum Retry {
     /// A read: again after any failure of the connection.
     Read,
-    /// A write: again only when PostgreSQL said the connection was going away (SQLSTATE class 57P: shut down,
-    /// terminated), which it says instead of carrying the statement out; a connection that broke without a
-    /// word may have committed it, so that write answers 503.
+    /// A write: again when its statement was never sent, or when PostgreSQL said the connection was going away
+    /// (SQLSTATE class 57P: shut down, terminated), which it says instead of carrying the statement out. A
+    /// connection that broke without a word after the statement was sent may have committed it: that write
+    /// answers 503 rather than run twice.
     Write,
 }
 
 impl Retry {
     fn allows(self, failure: &Failure) -> bool {
-        let Failure::Db(err) = failure else {
-            return false;
+        let (err, sent) = match failure {
+            Failure::Db(err) => (err, true),
+            Failure::NotSent(err) => (err, false),
+            Failure::Store(_) => return false,
         };
         match err.code() {
             Some(code) => code.code().starts_with("57P"),
-            None => self == Self::Read || err.is_closed(),
+            None => self == Self::Read || !sent,
         }
     }
 }
