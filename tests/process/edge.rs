@@ -61,12 +61,18 @@ fn serve(limits: Limits) -> Edge {
     }
 }
 
-/// Sends `bytes` on a fresh connection and reads the one answer, until the server closes.
-fn exchange(address: &str, bytes: &[u8]) -> Answer {
-    let mut stream = TcpStream::connect(address).unwrap();
+/// A connection to `address` whose reads give up after 10 s, so a server that never answers fails the test.
+fn connect(address: &str) -> TcpStream {
+    let stream = TcpStream::connect(address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    stream
+}
+
+/// Sends `bytes` on a fresh connection and reads the one answer, until the server closes.
+fn exchange(address: &str, bytes: &[u8]) -> Answer {
+    let mut stream = connect(address);
     stream.write_all(bytes).unwrap();
     read_answer(&mut stream).unwrap_or_else(|e| {
         panic!(
@@ -150,10 +156,7 @@ fn a_length_beside_chunked_is_ignored_and_the_connection_closes_after() {
 #[test]
 fn a_head_not_complete_in_time_gets_408() {
     let edge = serve(SHORT);
-    let mut stream = TcpStream::connect(&edge.address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect(&edge.address);
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
@@ -181,10 +184,7 @@ fn a_head_not_complete_in_time_gets_408() {
 #[test]
 fn idle_and_silent_connections_are_closed_without_an_answer() {
     let edge = serve(SHORT);
-    let mut stream = TcpStream::connect(&edge.address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect(&edge.address);
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
@@ -194,10 +194,7 @@ fn idle_and_silent_connections_are_closed_without_an_answer() {
         "the idle keep-alive connection was closed after its one answer"
     );
 
-    let mut silent = TcpStream::connect(&edge.address).unwrap();
-    silent
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut silent = connect(&edge.address);
     let mut received = Vec::new();
     silent
         .read_to_end(&mut received)
@@ -286,10 +283,7 @@ fn one_address_cannot_take_every_connection_slot() {
 #[test]
 fn a_413_before_the_body_closes_cleanly_after_reading_it_away() {
     let edge = serve(SHORT);
-    let mut stream = TcpStream::connect(&edge.address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect(&edge.address);
     // Far more than the socket buffers of both ends hold (about 4 MB on loopback): a body that fits is sent
     // whole before the answer, and a close without lingering then goes unnoticed (the reset comes after the FIN).
     let body = vec![b'a'; 16 << 20];
