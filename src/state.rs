@@ -25,7 +25,7 @@ pub struct AppState {
     pub passwords: Arc<Passwords>,
     /// The value `X-API-Key` must carry.
     pub api_key: Arc<Secret>,
-    /// Counts failed logins.
+    /// Counts failed logins: in the store when other processes share it, else in memory.
     pub login_limiter: Arc<LoginLimiter>,
     /// Which browser origins may call the API.
     pub cors_origins: CorsOrigins,
@@ -40,11 +40,15 @@ impl AppState {
             Secret::from(rand::random::<[u8; 32]>().to_vec())
         });
         Self {
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.login_rate_limit,
+                &store,
+                secret.expose(),
+            )),
             store,
             tokens: Arc::new(Tokens::new(secret.expose(), config.token_ttl)),
             passwords: Arc::new(Passwords::per_core()),
             api_key: Arc::new(config.api_key.clone()),
-            login_limiter: Arc::new(LoginLimiter::new(config.login_rate_limit)),
             cors_origins: config.cors_origins.clone(),
         }
     }

@@ -231,13 +231,14 @@ async fn log_in(
     // Counted before the password is checked: a refused attempt costs no hashing, right password or not.
     let attempt = limiter
         .begin(&username, address)
+        .await?
         .map_err(|RetryAfter(retry_after)| Error::TooManyAttempts { retry_after })?;
     let credentials = store::users::find_credentials(&store, &username).await?;
     let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
     // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
     let valid = passwords.verify(password, stored_hash).await?;
     let user_id = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
-    attempt.succeeded(&limiter);
+    attempt.succeeded(&limiter).await;
     let body = AccessToken {
         access_token: tokens.issue(user_id)?,
         token_type: "bearer",

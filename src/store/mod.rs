@@ -111,6 +111,12 @@ impl Store {
         dispatch!(self, |db| db.close().await)
     }
 
+    /// Whether other processes may serve this store at once (PostgreSQL), so that what must hold across all of
+    /// them, such as the login rate limit, has to live in the database rather than in this process.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Threads the store runs blocking work on (SQLite's lanes); the runtime is sized by it.
     pub fn blocking_threads(config: &DatabaseConfig) -> usize {
         match config {
@@ -208,5 +214,44 @@ pub mod tasks {
     pub async fn delete(store: &Store, owner: UserId, id: TaskId) -> Result<bool, StoreError> {
         dispatch!(store, |backend, db| backend::tasks::delete(db, owner, id)
             .await)
+    }
+}
+
+/// A login rate-limit bucket's key: a keyed hash of what it counts (see [`crate::limiter`]), fixed in size
+/// whatever was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LoginKey(pub [u8; 16]);
+
+/// Login rate-limit buckets kept in a shared store ([`Store::is_shared`]), so that every process counts against
+/// the same ones. A store of one process keeps none: its limiter counts in memory.
+pub mod logins {
+    use super::{LoginKey, Store, StoreError, postgres};
+
+    /// Counts one attempt against every bucket (its key and its capacity per minute), all of them or none, in
+    /// one round trip; `Some(seconds)` to wait when one of them is full.
+    pub async fn count(
+        store: &Store,
+        buckets: &[(LoginKey, f64)],
+    ) -> Result<Option<f64>, StoreError> {
+        match store {
+            Store::Postgres(db) => postgres::logins::count(db, buckets).await,
+            Store::Sqlite(_) => Err(not_shared()),
+        }
+    }
+
+    /// A login succeeded: `pair`'s bucket empties and `address`'s gives the attempt back.
+    pub async fn forgive(
+        store: &Store,
+        pair: LoginKey,
+        address: LoginKey,
+    ) -> Result<(), StoreError> {
+        match store {
+            Store::Postgres(db) => postgres::logins::forgive(db, pair, address).await,
+            Store::Sqlite(_) => Err(not_shared()),
+        }
+    }
+
+    fn not_shared() -> StoreError {
+        StoreError::Internal("this store keeps no login counts: count them in memory".into())
     }
 }

@@ -44,6 +44,20 @@ async fn past_ten_failures_a_login_gets_429_with_retry_after_even_with_the_right
 }
 
 #[tokio::test]
+async fn concurrent_guesses_cannot_slip_past_the_count_together() {
+    let app = test_app!();
+    app.signup("alice", PASSWORD).await;
+    let guesses = (0..30).map(|_| app.send(login_from(HOME, "alice", "wrong password")));
+    let mut statuses: Vec<u16> = futures_util::future::join_all(guesses)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [[401; 10].as_slice(), &[429; 20]].concat());
+}
+
+#[tokio::test]
 async fn the_limit_counts_per_username_and_address() {
     let app = test_app!();
     app.signup("alice", PASSWORD).await;

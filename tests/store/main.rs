@@ -13,7 +13,7 @@ use tasky::domain::{
     Limit, NewTask, Offset, PasswordHash, TaskChanges, TaskDescription, TaskId, TaskQuery,
     TaskStatus, TaskTitle, UserId, Username,
 };
-use tasky::store::{Store, StoreError, tasks, users};
+use tasky::store::{LoginKey, Store, StoreError, logins, tasks, users};
 
 /// Runs `case` on a fresh store of each backend.
 async fn on_every_backend<F, Fut>(case: F)
@@ -378,4 +378,105 @@ async fn sslmode_means_what_it_means_to_libpq() {
         .await;
         assert_eq!(encrypted, vec![vec![Some("t".to_owned())]], "{mode}");
     }
+}
+
+/// A fresh PostgreSQL store and its schema's URL, or `None` (skipped, with a line) without a server.
+async fn postgres_store(pool_size: usize) -> Option<(Store, pg_support::Schema)> {
+    let server = pg_support::url_or_skip("tests/store")?;
+    let schema = pg_support::Schema::create(&server).await;
+    let config = DatabaseConfig::Postgres(PostgresUrl::new(schema.url.clone(), pool_size));
+    Some((Store::connect(&config).await.unwrap(), schema))
+}
+
+fn key(n: u8) -> LoginKey {
+    LoginKey([n; 16])
+}
+
+#[tokio::test]
+async fn shared_login_buckets_let_no_concurrent_attempt_past_a_full_one() {
+    let Some((store, _schema)) = postgres_store(8).await else {
+        return;
+    };
+    assert!(store.is_shared());
+    // 24 attempts at once on one (pair, address) with room for 5: exactly 5 are counted.
+    let buckets = [(key(1), 5.0), (key(2), 50.0)];
+    let outcomes = join_all((0..24).map(|_| logins::count(&store, &buckets))).await;
+    let counted = outcomes
+        .iter()
+        .filter(|outcome| outcome.as_ref().unwrap().is_none())
+        .count();
+    assert_eq!(counted, 5);
+    let wait = outcomes.iter().find_map(|o| *o.as_ref().unwrap()).unwrap();
+    assert!(
+        wait > 0.0 && wait <= 12.0,
+        "one attempt drains in 60/5 s: {wait}"
+    );
+    // Forgiving empties the pair and gives the address one back.
+    logins::forgive(&store, key(1), key(2)).await.unwrap();
+    assert_eq!(
+        logins::count(&store, &[(key(1), 5.0), (key(2), 50.0)])
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_refused_attempt_counts_nowhere_and_stores_nothing() {
+    let Some((store, schema)) = postgres_store(2).await else {
+        return;
+    };
+    // The address bucket (key 9) full after two attempts under two names.
+    for pair in [1, 2] {
+        let counted = logins::count(&store, &[(key(pair), 3.0), (key(9), 2.0)]).await;
+        assert_eq!(counted.unwrap(), None);
+    }
+    // Fresh names from that address are refused, and leave no row behind: a flood of names from a refused
+    // address cannot grow the table.
+    for pair in 10..60 {
+        let refused = logins::count(&store, &[(key(pair), 3.0), (key(9), 2.0)]).await;
+        assert!(refused.unwrap().is_some());
+    }
+    let rows = pg_support::query(&schema.url, "SELECT count(*) FROM login_attempts").await;
+    assert_eq!(rows, vec![vec![Some("3".to_owned())]]);
+    // Nor did the refusals touch the pairs that were counted: key 1 still has room for two more.
+    let levels = pg_support::query(
+        &schema.url,
+        "SELECT level FROM login_attempts WHERE key = decode(repeat('01', 16), 'hex')",
+    )
+    .await;
+    assert_eq!(levels, vec![vec![Some("1".to_owned())]]);
+}
+
+#[tokio::test]
+async fn idle_login_buckets_are_pruned_by_the_attempts_that_follow() {
+    let Some((store, schema)) = postgres_store(2).await else {
+        return;
+    };
+    // 40 buckets whose last attempt was two minutes ago (empty by now), and 3 live ones.
+    pg_support::execute(
+        &schema.url,
+        "INSERT INTO login_attempts (key, level, capacity, at) \
+         SELECT int8send(n) || int8send(n), 3, 3, now() - interval '2 minutes' FROM generate_series(1, 40) AS n; \
+         INSERT INTO login_attempts (key, level, capacity, at) \
+         SELECT int8send(n) || int8send(n), 3, 3, now() FROM generate_series(101, 103) AS n",
+    )
+    .await;
+    let count = || async {
+        let rows = pg_support::query(&schema.url, "SELECT count(*) FROM login_attempts").await;
+        rows[0][0].clone().unwrap()
+    };
+    // Each counted attempt adds its two buckets and removes up to 16 idle ones.
+    logins::count(&store, &[(key(1), 3.0), (key(2), 30.0)])
+        .await
+        .unwrap();
+    assert_eq!(count().await, (43 + 2 - 16).to_string());
+    logins::count(&store, &[(key(3), 3.0), (key(2), 30.0)])
+        .await
+        .unwrap();
+    logins::count(&store, &[(key(4), 3.0), (key(2), 30.0)])
+        .await
+        .unwrap();
+    // The idle ones are gone; the live ones and the new ones stay.
+    assert_eq!(count().await, (3 + 4).to_string());
 }

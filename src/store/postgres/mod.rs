@@ -5,6 +5,7 @@
 //! reached is a 503, never a hang. Connections found closed (PostgreSQL restarted, a backend terminated) are
 //! dropped by the pool at checkout, so the service recovers by itself once the server is back.
 
+pub(super) mod logins;
 pub(super) mod tasks;
 mod tls;
 pub(super) mod users;
