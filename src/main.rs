@@ -7,7 +7,6 @@ use tasky::config::{Config, DatabaseConfig};
 use tasky::server::{self, Limits, Stopped};
 use tasky::store::Store;
 use tasky::{AppState, api};
-use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
@@ -43,7 +42,7 @@ async fn run(config: Config) -> ExitCode {
             });
         }
     };
-    let listener = match TcpListener::bind((config.host, config.port)).await {
+    let listener = match server::bind(config.host, config.port) {
         Ok(listener) => listener,
         Err(err) => {
             // An address this machine does not have is HOST's fault; a port in use or reserved is PORT's.

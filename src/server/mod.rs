@@ -15,7 +15,7 @@ mod request;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,6 +126,48 @@ pub fn raise_open_file_limit() -> std::io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Connections the kernel may complete and queue before they are accepted (it caps this at `somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// The listening socket for `host`:`port`. On `::`, IPv4 clients are served too (as IPv4-mapped addresses),
+/// whatever the system's default (`net.ipv6.bindv6only`); on a host whose kernel has no IPv6 at all, `::`
+/// falls back to IPv4's `0.0.0.0` with a warning, so one setting serves everywhere.
+pub fn bind(host: IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    match listen_on(SocketAddr::new(host, port)) {
+        Err(err) if host == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && no_ipv6(&err) => {
+            log::warn!("IPv6 is not available ({err}): listening on IPv4 only");
+            listen_on(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+        }
+        bound => bound,
+    }
+}
+
+fn listen_on(address: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    // A restarted server can bind again while the previous one's connections linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Whether `err` says this kernel has no IPv6.
+fn no_ipv6(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT)
+    )
+}
+
 /// How a server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -175,6 +217,8 @@ pub async fn serve(
         let Some((stream, peer, slot)) = accepted else {
             continue;
         };
+        // An IPv4 client of a socket on `::` arrives as ::ffff:a.b.c.d: it is the IPv4 client a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let slot = match slot.map(|slot| slots.for_address(slot, peer.ip())) {
             Some(Err(())) => {
                 turn_away(stream, peer);

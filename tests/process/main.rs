@@ -9,6 +9,7 @@ mod client;
 mod edge;
 mod faults;
 mod lifecycle;
+mod nginx;
 mod postgres;
 mod serving;
 mod upgrade;

@@ -1,15 +1,75 @@
-//! The binary as it serves: the open-file limit it raises, its access log, and its client address behind a real
-//! appending proxy (Debian's nginx, started here on a loopback port).
+//! The binary as it serves: the addresses it listens on, the open-file limit it raises, its access log, and its
+//! client address behind a real appending proxy (Debian's nginx, started here on a loopback port).
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tasky::server::Limits;
 
 use crate::client::{self, PASSWORD, Server, connect_from, read_answer, send, workdir};
+use crate::nginx::Nginx;
+
+#[test]
+fn on_the_ipv6_wildcard_it_serves_ipv6_and_ipv4_clients() {
+    let (_dir, path) = workdir();
+    let server = Server::start(&path, &[("HOST", "::")]);
+    let port = server.address.rsplit_once(':').unwrap().1.to_owned();
+    assert_eq!(server.address, format!("[::]:{port}"));
+    for address in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let answer = send(&address, "GET", "/healthz", &[], None).expect("answer");
+        assert_eq!(answer.status, 200, "{address}");
+    }
+}
+
+/// Runs `script` as root in a network namespace of its own (loopback up), with the binary's path as `$0`, and
+/// returns what it printed; `None`, with a line saying so, where namespaces cannot be made.
+fn in_own_network_namespace(script: &str) -> Option<String> {
+    let probe = std::process::Command::new("unshare")
+        .args(["--net", "true"])
+        .output();
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: a network namespace cannot be made here (unshare --net, as root)");
+        return None;
+    }
+    let (_dir, path) = workdir();
+    let output = client::tasky_in_shell(
+        &format!("exec unshare --net bash -c 'ip link set lo up; {script}' \"$0\""),
+        &path,
+        &[("HOST", "::"), ("PORT", "8000")],
+    )
+    .stdout(std::process::Stdio::piped())
+    .output()
+    .expect("run the script");
+    assert!(output.status.success(), "{output:?}");
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// In the namespace: the server on `::`, started in the background, answers `GET /healthz` from IPv4's loopback.
+const SERVE_AND_ASK_OVER_IPV4: &str = r#""$0" & pid=$!; \
+    for i in $(seq 100); do exec 3<>/dev/tcp/127.0.0.1/8000 && break; sleep 0.1; done; \
+    printf "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" >&3; head -n 1 <&3; \
+    kill -TERM $pid; wait $pid"#;
+
+#[test]
+fn on_the_ipv6_wildcard_ipv4_is_served_even_where_the_system_default_is_ipv6_only() {
+    let Some(output) = in_own_network_namespace(&format!(
+        "sysctl -qw net.ipv6.bindv6only=1; {SERVE_AND_ASK_OVER_IPV4}"
+    )) else {
+        return;
+    };
+    assert!(output.starts_with("HTTP/1.1 200"), "{output}");
+}
+
+#[test]
+fn on_the_ipv6_wildcard_it_still_starts_where_ipv6_is_disabled() {
+    let Some(output) = in_own_network_namespace(&format!(
+        "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+         net.ipv6.conf.lo.disable_ipv6=1; {SERVE_AND_ASK_OVER_IPV4}"
+    )) else {
+        return;
+    };
+    assert!(output.starts_with("HTTP/1.1 200"), "{output}");
+}
 
 #[test]
 fn the_open_file_limit_is_raised_as_far_as_allowed_and_the_connection_limit_logged() {
@@ -61,94 +121,6 @@ fn the_access_log_names_the_client_and_escapes_what_it_sent() {
     );
 }
 
-/// nginx in front of `upstream`, appending to `X-Forwarded-For` and setting `X-Real-IP`, as in its documented
-/// reverse-proxy setup. `None` (with a line saying so) where nginx is not installed, unless
-/// `TASKY_REQUIRE_NGINX` is set, as `.ci/run` does after installing it.
-struct Nginx {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(upstream: &str) -> Option<Self> {
-        let Some(binary) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-        else {
-            assert!(
-                std::env::var_os("TASKY_REQUIRE_NGINX").is_none(),
-                "TASKY_REQUIRE_NGINX is set but nginx is not installed"
-            );
-            eprintln!(
-                "skipped: nginx is not installed (apt-get install nginx); .ci/run installs it"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let prefix = dir.path().display();
-        let config = format!(
-            "daemon off;\nmaster_process off;\nerror_log {prefix}/error.log;\npid {prefix}/nginx.pid;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n  access_log off;\n  client_max_body_size 4m;\n\
-               client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n\
-               fastcgi_temp_path {prefix}/fastcgi;\n  uwsgi_temp_path {prefix}/uwsgi;\n  scgi_temp_path {prefix}/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://{upstream};\n\
-                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                 proxy_set_header X-Real-IP $remote_addr;\n    }}\n  }}\n}}\n"
-        );
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, config).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let address = format!("127.0.0.1:{port}");
-        let nginx = Self {
-            child,
-            address,
-            _dir: dir,
-        };
-        nginx.await_listening();
-        Some(nginx)
-    }
-
-    fn await_listening(&self) {
-        let start = Instant::now();
-        while TcpStream::connect(&self.address).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nginx did not listen: {}",
-                std::fs::read_to_string(self._dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A login through nginx from the loopback address `client`, sending `forged` as its own `X-Forwarded-For`
 /// and `X-Real-IP`.
 fn login_via(nginx: &Nginx, client: &str, forged: &str, password: &str) -> u16 {
@@ -172,7 +144,7 @@ fn a_client_behind_nginx_cannot_pick_its_address(trust_proxy: &str) {
         &path,
         &[("TRUST_PROXY", trust_proxy), ("LOGIN_RATE_LIMIT", "2")],
     );
-    let Some(nginx) = Nginx::start(&server.address) else {
+    let Some(nginx) = Nginx::start(&[&server.address]) else {
         return;
     };
     client::user(&server.address, "proxied");
@@ -209,7 +181,7 @@ fn behind_nginx_trust_proxy_x_real_ip_takes_the_header_nginx_set() {
 fn behind_nginx_an_early_413_reaches_the_client() {
     let (_dir, path) = workdir();
     let server = Server::start(&path, &[("TRUST_PROXY", "true")]);
-    let Some(nginx) = Nginx::start(&server.address) else {
+    let Some(nginx) = Nginx::start(&[&server.address]) else {
         return;
     };
     let body = "a".repeat(512 * 1024);
