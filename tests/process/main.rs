@@ -11,5 +11,6 @@ mod faults;
 mod lifecycle;
 mod nginx;
 mod postgres;
+mod replicas;
 mod serving;
 mod upgrade;

@@ -10,7 +10,7 @@ use crate::faults::kill_9_under_load;
 use crate::pg_support;
 
 /// A fresh schema, and the variables that put the binary on it under the application name `name`.
-fn database(name: &str) -> Option<(pg_support::Schema, Vec<(&'static str, String)>)> {
+pub fn database(name: &str) -> Option<(pg_support::Schema, Vec<(&'static str, String)>)> {
     let server = pg_support::url_or_skip("tests/process (PostgreSQL)")?;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let schema = runtime.block_on(pg_support::Schema::create(&server));
@@ -18,7 +18,7 @@ fn database(name: &str) -> Option<(pg_support::Schema, Vec<(&'static str, String
     Some((schema, vec![("DATABASE_URL", url)]))
 }
 
-fn vars<'a>(owned: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub fn vars<'a>(owned: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     owned.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
