@@ -14,11 +14,16 @@ use std::time::Duration;
 use argon2::password_hash::PasswordHasher as _;
 use argon2::password_hash::phc::Output;
 use argon2::{Argon2, Block, Params, Version};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use blake2::{Blake2b128, Blake2b256, Digest};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Password, PasswordHash, UserId};
+use crate::domain::{
+    Password, PasswordHash, PresentedRefresh, Principal, RefreshHash, SessionId, UserId,
+};
 use crate::error::Error;
 
 /// Verified against when a login names no user, so that answering "no such user" takes as long as "wrong
@@ -230,12 +235,23 @@ fn lower_priority() {
     }
 }
 
-/// Issues and checks access tokens: HS256 only, `exp` required, no clock leeway.
+/// Issues and checks access tokens (HS256 only, `exp` required, no clock leeway) and refresh tokens.
+///
+/// Tokens are signed with `JWT_SECRET` and verified with it or with `JWT_SECRET_PREVIOUS`, so the secret can be
+/// rotated without logging anyone out.
+///
+/// A refresh token is 53 bytes, base64url: a format byte, the user id, the session id, the session's rotation
+/// count (its generation) when it was issued, 16 random bytes, and a 16-byte tag (keyed BLAKE2b over the rest,
+/// with a key derived from the secret). The store keeps only a hash of the current one. The clear ids let the
+/// store find the session by its key; the tag lets a spent token be recognised as one this service issued, so
+/// that its replay ends the session while a forgery naming the session cannot.
 pub struct Tokens {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: Vec<DecodingKey>,
+    tag_keys: Vec<[u8; 32]>,
     validation: Validation,
     ttl: Duration,
+    refresh_ttl: Duration,
 }
 
 /// The claims of an access token we issue.
@@ -243,46 +259,71 @@ pub struct Tokens {
 struct Claims {
     /// The user id, as a string (RFC 7519 makes `sub` a string).
     sub: String,
+    /// The session id, as a string.
+    sid: String,
     iat: i64,
     exp: i64,
 }
 
 /// The claims read back from a token. `exp` is checked by `jsonwebtoken`; RFC 7519 allows NumericDate values
-/// with fractions, so `iat` is read as a float.
+/// with fractions, so `iat` is read as a float. A token without `sid` (issued before sessions) is refused.
 #[derive(Debug, Deserialize)]
 struct ReceivedClaims {
     sub: String,
+    sid: String,
     #[serde(default)]
     iat: Option<f64>,
 }
 
+const REFRESH_FORMAT: u8 = 1;
+const REFRESH_BODY: usize = 1 + 8 + 8 + 4 + 16;
+const REFRESH_BYTES: usize = REFRESH_BODY + 16;
+
 impl Tokens {
-    /// Tokens signed with `secret` that live for `ttl`.
-    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+    /// Tokens signed with `secret`, also accepted when signed with `previous`; access tokens live for `ttl`,
+    /// refresh tokens for `refresh_ttl`.
+    pub fn new(
+        secret: &[u8],
+        previous: Option<&[u8]>,
+        ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 0;
         validation.validate_nbf = true;
+        let secrets: Vec<&[u8]> = std::iter::once(secret).chain(previous).collect();
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: secrets
+                .iter()
+                .map(|s| DecodingKey::from_secret(s))
+                .collect(),
+            tag_keys: secrets.iter().map(|s| tag_key(s)).collect(),
             validation,
             ttl,
+            refresh_ttl,
         }
     }
 
-    /// How long a token lives, in seconds (the `expires_in` of `POST /token`).
+    /// How long a refresh token lives; its session ends with it.
+    pub fn refresh_ttl(&self) -> Duration {
+        self.refresh_ttl
+    }
+
+    /// How long an access token lives, in seconds (the `expires_in` of `POST /token`).
     pub fn ttl_secs(&self) -> u64 {
         self.ttl.as_secs()
     }
 
-    /// A signed token for `user`.
-    pub fn issue(&self, user: UserId) -> Result<String, Error> {
+    /// A signed access token for `principal`.
+    pub fn issue(&self, principal: Principal) -> Result<String, Error> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {
-            sub: user.0.to_string(),
+            sub: principal.user.0.to_string(),
+            sid: principal.session.0.to_string(),
             iat: now,
             exp: now.saturating_add(ttl),
         };
@@ -290,21 +331,98 @@ impl Tokens {
             .map_err(|e| Error::Internal(format!("signing a token failed: {e}")))
     }
 
-    /// The user a token was issued to, when its signature, algorithm and expiry check out and it was not
-    /// issued in the future.
-    pub fn verify(&self, token: &str) -> Option<UserId> {
-        let claims =
-            jsonwebtoken::decode::<ReceivedClaims>(token, &self.decoding, &self.validation)
-                .ok()?
-                .claims;
+    /// Whom an access token speaks for, when its signature (by the current or the previous secret), algorithm
+    /// and expiry check out and it was not issued in the future. Whether its session is still live is the
+    /// store's to say.
+    pub fn verify(&self, token: &str) -> Option<Principal> {
+        let claims = self.decoding.iter().find_map(|key| {
+            jsonwebtoken::decode::<ReceivedClaims>(token, key, &self.validation).ok()
+        })?;
+        let claims = claims.claims;
         if claims
             .iat
             .is_some_and(|iat| iat > Utc::now().timestamp() as f64)
         {
             return None;
         }
-        claims.sub.parse().ok().filter(|id| *id >= 1).map(UserId)
+        let user = claims.sub.parse().ok().filter(|id| *id >= 1).map(UserId)?;
+        let session = claims
+            .sid
+            .parse()
+            .ok()
+            .filter(|id| *id >= 1)
+            .map(SessionId)?;
+        Some(Principal { user, session })
     }
+
+    /// A new refresh token for `session` at rotation `generation`, and the hash the store keeps of it.
+    pub fn issue_refresh(&self, session: Principal, generation: i32) -> (String, RefreshHash) {
+        let mut bytes = [0u8; REFRESH_BYTES];
+        bytes[0] = REFRESH_FORMAT;
+        bytes[1..9].copy_from_slice(&session.user.0.to_be_bytes());
+        bytes[9..17].copy_from_slice(&session.session.0.to_be_bytes());
+        bytes[17..21].copy_from_slice(&generation.to_be_bytes());
+        bytes[21..37].copy_from_slice(&rand::random::<[u8; 16]>());
+        let tag = tag(&self.tag_keys[0], &bytes[..REFRESH_BODY]);
+        bytes[REFRESH_BODY..].copy_from_slice(&tag);
+        (URL_SAFE_NO_PAD.encode(bytes), refresh_hash(&bytes))
+    }
+
+    /// Reads a presented refresh token; `None` when it cannot be one of ours at all.
+    pub fn read_refresh(&self, token: &str) -> Option<PresentedRefresh> {
+        if token.len() != (REFRESH_BYTES * 4).div_ceil(3) {
+            return None;
+        }
+        let bytes: [u8; REFRESH_BYTES] = URL_SAFE_NO_PAD.decode(token).ok()?.try_into().ok()?;
+        if bytes[0] != REFRESH_FORMAT {
+            return None;
+        }
+        let int = |range: std::ops::Range<usize>| {
+            let mut raw = [0u8; 8];
+            raw[8 - range.len()..].copy_from_slice(&bytes[range]);
+            i64::from_be_bytes(raw)
+        };
+        let (user, session) = (int(1..9), int(9..17));
+        let generation = i32::from_be_bytes(bytes[17..21].try_into().ok()?);
+        if user < 1 || session < 1 || generation < 0 {
+            return None;
+        }
+        let sent_tag = &bytes[REFRESH_BODY..];
+        let authentic = self.tag_keys.iter().any(|key| {
+            subtle::ConstantTimeEq::ct_eq(&tag(key, &bytes[..REFRESH_BODY])[..], sent_tag).into()
+        });
+        Some(PresentedRefresh {
+            session: Principal {
+                user: UserId(user),
+                session: SessionId(session),
+            },
+            generation,
+            hash: refresh_hash(&bytes),
+            authentic,
+        })
+    }
+}
+
+/// The key refresh-token tags are made with, derived from a signing secret.
+fn tag_key(secret: &[u8]) -> [u8; 32] {
+    Blake2b256::new()
+        .chain_update(b"tasky refresh token tag\0")
+        .chain_update(secret)
+        .finalize()
+        .into()
+}
+
+fn tag(key: &[u8; 32], body: &[u8]) -> [u8; 16] {
+    Blake2b128::new()
+        .chain_update(key)
+        .chain_update(body)
+        .finalize()
+        .into()
+}
+
+/// What the store keeps of a refresh token.
+fn refresh_hash(bytes: &[u8]) -> RefreshHash {
+    RefreshHash(Blake2b256::digest(bytes).into())
 }
 
 #[cfg(test)]
@@ -429,56 +547,114 @@ mod tests {
         );
     }
 
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const ALICE: Principal = Principal {
+        user: UserId(42),
+        session: SessionId(7),
+    };
+
+    fn tokens(secret: &[u8], previous: Option<&[u8]>) -> Tokens {
+        let day = Duration::from_secs(86_400);
+        Tokens::new(secret, previous, Duration::from_secs(60), day)
+    }
+
     #[test]
     fn tokens_round_trip_and_refuse_tampering() {
-        let tokens = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
-        let token = tokens.issue(UserId(42)).unwrap();
-        assert_eq!(tokens.verify(&token), Some(UserId(42)));
-        let other = Tokens::new(b"another secret, just as long....", Duration::from_secs(60));
+        let tokens = tokens(SECRET, None);
+        let token = tokens.issue(ALICE).unwrap();
+        assert_eq!(tokens.verify(&token), Some(ALICE));
+        let other = self::tokens(b"another secret, just as long....", None);
         assert_eq!(other.verify(&token), None);
         assert_eq!(tokens.verify(&format!("{token}x")), None);
         assert_eq!(tokens.verify(""), None);
     }
 
     #[test]
-    fn expired_tokens_and_other_algorithms_are_refused() {
-        let secret = b"0123456789abcdef0123456789abcdef";
-        let tokens = Tokens::new(secret, Duration::from_secs(60));
+    fn the_previous_secret_verifies_but_never_signs() {
+        let old = tokens(b"the old secret, thirty-two bytes", None);
+        let rotated = tokens(SECRET, Some(b"the old secret, thirty-two bytes"));
+        let from_before = old.issue(ALICE).unwrap();
+        assert_eq!(rotated.verify(&from_before), Some(ALICE));
+        let from_now = rotated.issue(ALICE).unwrap();
+        assert_eq!(old.verify(&from_now), None, "signed with the new secret");
+        assert_eq!(tokens(SECRET, None).verify(&from_now), Some(ALICE));
+        // Refresh tokens: issued before the rotation, still recognised as ours.
+        let (refresh, _) = old.issue_refresh(ALICE, 3);
+        assert!(rotated.read_refresh(&refresh).unwrap().authentic);
+        assert!(
+            !tokens(SECRET, None)
+                .read_refresh(&refresh)
+                .unwrap()
+                .authentic
+        );
+    }
+
+    #[test]
+    fn expired_tokens_other_algorithms_and_tokens_without_a_session_are_refused() {
+        let tokens = tokens(SECRET, None);
         let now = Utc::now().timestamp();
-        let sign = |alg: Algorithm, claims: &Claims| {
-            jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret))
+        let sign = |alg: Algorithm, claims: &serde_json::Value| {
+            jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(SECRET))
                 .unwrap()
         };
-        let expired = Claims {
-            sub: "1".into(),
-            iat: now - 120,
-            exp: now - 1,
-        };
-        assert_eq!(tokens.verify(&sign(Algorithm::HS256, &expired)), None);
-        let valid = Claims {
-            sub: "1".into(),
-            iat: now,
-            exp: now + 60,
-        };
+        let claims = |sub: &str, iat: i64, exp: i64| serde_json::json!({"sub": sub, "sid": "7", "iat": iat, "exp": exp});
+        assert_eq!(
+            tokens.verify(&sign(Algorithm::HS256, &claims("1", now - 120, now - 1))),
+            None
+        );
+        let valid = claims("1", now, now + 60);
         assert_eq!(tokens.verify(&sign(Algorithm::HS384, &valid)), None);
         assert_eq!(
             tokens.verify(&sign(Algorithm::HS256, &valid)),
-            Some(UserId(1))
+            Some(Principal {
+                user: UserId(1),
+                session: SessionId(7)
+            })
         );
-        let bad_sub = Claims {
-            sub: "0".into(),
-            iat: now,
-            exp: now + 60,
-        };
-        assert_eq!(tokens.verify(&sign(Algorithm::HS256, &bad_sub)), None);
-        let from_the_future = Claims {
-            sub: "1".into(),
-            iat: now + 3600,
-            exp: now + 7200,
-        };
         assert_eq!(
-            tokens.verify(&sign(Algorithm::HS256, &from_the_future)),
+            tokens.verify(&sign(Algorithm::HS256, &claims("0", now, now + 60))),
             None
         );
+        assert_eq!(
+            tokens.verify(&sign(
+                Algorithm::HS256,
+                &claims("1", now + 3600, now + 7200)
+            )),
+            None
+        );
+        // Issued before sessions: no `sid`.
+        let sessionless = serde_json::json!({"sub": "1", "iat": now, "exp": now + 60});
+        assert_eq!(tokens.verify(&sign(Algorithm::HS256, &sessionless)), None);
+    }
+
+    #[test]
+    fn refresh_tokens_carry_their_session_are_random_and_tagged() {
+        let tokens = tokens(SECRET, None);
+        let (first, first_hash) = tokens.issue_refresh(ALICE, 5);
+        let (second, second_hash) = tokens.issue_refresh(ALICE, 5);
+        assert_ne!(first, second, "random");
+        assert_ne!(first_hash, second_hash);
+        let read = tokens.read_refresh(&first).unwrap();
+        assert_eq!(
+            (read.session, read.generation, read.hash),
+            (ALICE, 5, first_hash)
+        );
+        assert!(read.authentic);
+        // One bit changed anywhere: either unreadable, or not ours, and never the same hash.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&first).unwrap();
+        for i in [20, 30, 40, 52] {
+            bytes[i] ^= 1;
+            let forged = URL_SAFE_NO_PAD.encode(&bytes);
+            let read = tokens.read_refresh(&forged).unwrap();
+            assert!(!read.authentic, "byte {i}");
+            assert_ne!(read.hash, first_hash);
+            bytes[i] ^= 1;
+        }
+        for junk in ["", "x", &first[1..], &format!("{first}A"), &"A".repeat(71)] {
+            assert!(
+                tokens.read_refresh(junk).is_none_or(|r| !r.authentic),
+                "{junk:?}"
+            );
+        }
     }
 }

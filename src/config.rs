@@ -22,8 +22,12 @@ pub struct Config {
     pub api_key: Secret,
     /// `JWT_SECRET`: the HS256 key; `None` means "generate one at start".
     pub jwt_secret: Option<Secret>,
+    /// `JWT_SECRET_PREVIOUS`: an earlier `JWT_SECRET`, still accepted when verifying, never used to sign.
+    pub jwt_secret_previous: Option<Secret>,
     /// `TOKEN_TTL_MINUTES`: how long an access token lives.
     pub token_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_DAYS`: how long a refresh token lives; a session whose refresh token expires ends.
+    pub refresh_ttl: Duration,
     /// `CORS_ORIGINS`: which browser origins may call the API.
     pub cors_origins: CorsOrigins,
     /// `LOGIN_RATE_LIMIT`: failed logins allowed per minute for one username from one address (10x that per
@@ -117,7 +121,9 @@ impl Default for Config {
             database: DatabaseConfig::Sqlite(PathBuf::from("tasky.db")),
             api_key: Secret::from("123456"),
             jwt_secret: None,
+            jwt_secret_previous: None,
             token_ttl: Duration::from_secs(30 * 60),
+            refresh_ttl: Duration::from_secs(30 * DAY_SECS),
             cors_origins: CorsOrigins::None,
             login_rate_limit: 10,
             trust_proxy: TrustProxy::No,
@@ -131,6 +137,11 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
 /// Longest token lifetime accepted: one year.
 const MAX_TTL_MINUTES: u64 = 365 * 24 * 60;
+
+/// The longest `REFRESH_TOKEN_TTL_DAYS` accepted: ten years.
+const MAX_REFRESH_TTL_DAYS: u64 = 3650;
+
+const DAY_SECS: u64 = 24 * 60 * 60;
 
 impl Config {
     /// Reads the process environment.
@@ -198,17 +209,28 @@ impl Config {
             }
             config.api_key = Secret::from(raw.as_str());
         }
-        if let Some(raw) = var("JWT_SECRET") {
+        let jwt_secret = |name: &'static str| -> Result<Option<Secret>, ConfigError> {
+            let Some(raw) = var(name) else {
+                return Ok(None);
+            };
             if raw.len() < MIN_JWT_SECRET_BYTES {
                 return Err(ConfigError::new(
-                    "JWT_SECRET",
+                    name,
                     format!(
                         "must be at least {MIN_JWT_SECRET_BYTES} bytes, got {} (e.g. `openssl rand -base64 48`)",
                         raw.len()
                     ),
                 ));
             }
-            config.jwt_secret = Some(Secret::from(raw.as_str()));
+            Ok(Some(Secret::from(raw.as_str())))
+        };
+        config.jwt_secret = jwt_secret("JWT_SECRET")?;
+        config.jwt_secret_previous = jwt_secret("JWT_SECRET_PREVIOUS")?;
+        if config.jwt_secret_previous.is_some() && config.jwt_secret.is_none() {
+            return Err(ConfigError::new(
+                "JWT_SECRET_PREVIOUS",
+                "set without JWT_SECRET: it is the secret JWT_SECRET replaced",
+            ));
         }
         if let Some(raw) = var("TOKEN_TTL_MINUTES") {
             let minutes: u64 = raw.trim().parse().map_err(|_| {
@@ -224,6 +246,21 @@ impl Config {
                 ));
             }
             config.token_ttl = Duration::from_secs(minutes * 60);
+        }
+        if let Some(raw) = var("REFRESH_TOKEN_TTL_DAYS") {
+            let days: u64 = raw.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "REFRESH_TOKEN_TTL_DAYS",
+                    format!("not a whole number of days: {raw:?}"),
+                )
+            })?;
+            if !(1..=MAX_REFRESH_TTL_DAYS).contains(&days) {
+                return Err(ConfigError::new(
+                    "REFRESH_TOKEN_TTL_DAYS",
+                    format!("must be between 1 and {MAX_REFRESH_TTL_DAYS}, got {days}"),
+                ));
+            }
+            config.refresh_ttl = Duration::from_secs(days * DAY_SECS);
         }
         if let Some(raw) = var("CORS_ORIGINS") {
             config.cors_origins = parse_origins(&raw)?;

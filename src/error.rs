@@ -26,6 +26,12 @@ pub enum Error {
     /// Login with an unknown username or a wrong password.
     #[error("incorrect username or password")]
     BadCredentials,
+    /// A refresh token that is unknown, expired, spent, or of an ended session.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// A password change whose current password is wrong.
+    #[error("incorrect password")]
+    IncorrectPassword,
     /// The task does not exist or belongs to someone else.
     #[error("task not found")]
     NotFound,
@@ -95,6 +101,8 @@ pub enum Problem {
     NotAString,
     /// Not an integer.
     NotAnInteger,
+    /// Not a boolean (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`).
+    NotABoolean,
     /// The body is not valid JSON.
     MalformedJson,
     /// The body is valid JSON but not an object.
@@ -154,6 +162,7 @@ impl Problem {
             Self::Missing => "missing",
             Self::NotAString => "string_type",
             Self::NotAnInteger => "int_parsing",
+            Self::NotABoolean => "bool_parsing",
             Self::MalformedJson => "json_invalid",
             Self::NotAnObject => "model_attributes_type",
             Self::NoChanges => "value_error",
@@ -174,6 +183,9 @@ impl Problem {
             Self::NotAString => "Input should be a valid string".into(),
             Self::NotAnInteger => {
                 "Input should be a valid integer, unable to parse string as an integer".into()
+            }
+            Self::NotABoolean => {
+                "Input should be a valid boolean, unable to interpret input".into()
             }
             Self::MalformedJson => "JSON decode error".into(),
             Self::NotAnObject => {
@@ -250,6 +262,8 @@ impl Error {
             Self::InvalidApiKey => answer(StatusCode::UNAUTHORIZED, "Invalid or missing API key"),
             Self::InvalidToken => bearer_challenge("Could not validate credentials"),
             Self::BadCredentials => bearer_challenge("Incorrect username or password"),
+            Self::InvalidRefreshToken => bearer_challenge("Invalid refresh token"),
+            Self::IncorrectPassword => answer(StatusCode::BAD_REQUEST, "Incorrect password"),
             Self::NotFound => answer(StatusCode::NOT_FOUND, "Task not found"),
             Self::Conflict => answer(StatusCode::CONFLICT, "Username already registered"),
             Self::Validation(errors) => answer(StatusCode::UNPROCESSABLE_ENTITY, errors),

@@ -16,7 +16,7 @@ use warp::{Filter, Rejection, reject};
 
 use crate::auth::Tokens;
 use crate::config::Secret;
-use crate::domain::UserId;
+use crate::domain::Principal;
 use crate::error::{Error, FieldError, Problem};
 use crate::store::Store;
 
@@ -67,13 +67,15 @@ pub fn api_key(expected: &Arc<Secret>) -> BoxedFilter<()> {
         .boxed()
 }
 
-/// Requires `Authorization: Bearer <token>` with a valid token, and extracts the user id it was issued to.
+/// Requires `Authorization: Bearer <token>` with a valid token, and extracts whom it speaks for: a user, in one
+/// of their sessions.
 ///
-/// This is pure CPU work. Whether that user still exists is checked by the store in the same round trip as the
-/// request's own query: every store function taking an owner refuses one that is gone
-/// ([`StoreError::NoSuchUser`](crate::store::StoreError::NoSuchUser), a 401), and a request refused for its
-/// input checks first (see `routes::checked`), so a token whose user is gone is a 401 wherever it is sent.
-pub fn jwt_user(tokens: &Arc<Tokens>) -> BoxedFilter<(UserId,)> {
+/// This is pure CPU work. Whether that session is still live (and so its user still exists) is checked by the
+/// store in the same round trip as the request's own query: every store function taking a [`Principal`]
+/// refuses one whose session has ended ([`StoreError::NoSuchUser`](crate::store::StoreError::NoSuchUser), a
+/// 401), and a request refused for its input checks first (see `routes::checked`), so a token of an ended
+/// session is a 401 wherever it is sent.
+pub fn jwt_user(tokens: &Arc<Tokens>) -> BoxedFilter<(Principal,)> {
     let tokens = tokens.clone();
     header("authorization")
         .and_then(move |authorization: Option<String>| {

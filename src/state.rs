@@ -46,7 +46,12 @@ impl AppState {
                 secret.expose(),
             )),
             store,
-            tokens: Arc::new(Tokens::new(secret.expose(), config.token_ttl)),
+            tokens: Arc::new(Tokens::new(
+                secret.expose(),
+                config.jwt_secret_previous.as_ref().map(Secret::expose),
+                config.token_ttl,
+                config.refresh_ttl,
+            )),
             passwords: Arc::new(Passwords::per_core()),
             api_key: Arc::new(config.api_key.clone()),
             cors_origins: config.cors_origins.clone(),

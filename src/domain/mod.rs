@@ -5,9 +5,11 @@
 //! knows about HTTP or SQL; the read models derive their OpenAPI schemas beside their `Serialize`, so the
 //! document describes exactly what is sent.
 
+mod session;
 mod task;
 mod user;
 
+pub use session::{PresentedRefresh, Principal, RefreshHash, Rotation, SessionId};
 pub use task::{
     Limit, NO_NUL, NewTask, Offset, Task, TaskChanges, TaskDescription, TaskId, TaskPage,
     TaskQuery, TaskStatus, TaskTitle, Timestamp,

@@ -142,36 +142,72 @@ request_schema!(
         .into()
 );
 
-/// The form of `POST /token` (RFC 6749 §4.3.2).
+/// The form of `POST /token`: the password grant (RFC 6749 §4.3.2) or the refresh grant (§6).
 pub struct LoginForm;
 
 request_schema!(
     LoginForm,
     ObjectBuilder::new()
+        .description(Some(
+            "The password grant sends `username` and `password` (and `grant_type=password`, or none); the refresh \
+             grant sends `grant_type=refresh_token` and `refresh_token`."
+        ))
         .property(
             "username",
-            string_schema("The username, in any case").min_length(Some(1))
+            string_schema("The username, in any case (password grant)").min_length(Some(1))
         )
-        .required("username")
         .property(
             "password",
-            string_schema("The password")
+            string_schema("The password (password grant)")
                 .min_length(Some(1))
                 .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                     utoipa::openapi::KnownFormat::Password
                 ))),
         )
-        .required("password")
         .property(
             "grant_type",
             // An empty form value counts as not sent, as in every OAuth2PasswordRequestForm.
-            string_schema("`password`, or empty/absent").pattern(Some("^(password)?$")),
+            string_schema("`password` (or empty/absent), or `refresh_token`")
+                .pattern(Some("^(password|refresh_token)?$")),
+        )
+        .property(
+            "refresh_token",
+            string_schema("The refresh token of the last answer (refresh grant)").min_length(Some(1))
         )
         .property("scope", string_schema("Ignored"))
         .property("client_id", string_schema("Ignored"))
         .property("client_secret", string_schema("Ignored"))
         .examples([
             json!({"username": "alice", "password": "s3cret-pass", "grant_type": "password"})
+        ])
+        .into()
+);
+
+/// The body of `PUT /users/me/password`.
+pub struct PasswordChangeRequest;
+
+request_schema!(
+    PasswordChangeRequest,
+    ObjectBuilder::new()
+        .property(
+            "current_password",
+            string_schema("The password now").format(Some(
+                utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Password)
+            )),
+        )
+        .required("current_password")
+        .property(
+            "new_password",
+            string_schema("The new password")
+                .min_length(Some(domain::Password::MIN))
+                .max_length(Some(domain::Password::MAX))
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Password
+                ))),
+        )
+        .required("new_password")
+        .examples([
+            json!({"current_password": "s3cret-pass", "new_password": "an even better one"})
         ])
         .into()
 );
@@ -265,8 +301,9 @@ error_responses! {
         &[("malformed", "Malformed request body")], false);
     /// 401 of a protected operation: the API key is checked first, then the token.
     Unauthorized: "401" => error_response(
-        "The API key, checked first, or the bearer token is missing or wrong; a token also fails when expired or \
-         when its user no longer exists",
+        "The API key, checked first, or the bearer token is missing or wrong; a token also fails when expired, \
+         when its session has ended (logout, password change, a replayed refresh token) or when its user no \
+         longer exists",
         &[("api_key", "Invalid or missing API key"), ("token", "Could not validate credentials")], true);
     /// 404 for a task that does not exist or is someone else's.
     TaskNotFound: "404" => error_response(

@@ -20,7 +20,9 @@ use warp::filters::BoxedFilter;
 use warp::http::Method;
 use warp::reply::Response;
 
-use crate::domain::{Invalid, Password, TaskDescription, TaskStatus, TaskTitle, UserId, Username};
+use crate::domain::{
+    Invalid, Password, Principal, TaskDescription, TaskStatus, TaskTitle, Username,
+};
 use crate::error::{Error, FieldError, Problem};
 use crate::state::Route;
 use crate::store::{self, Store};
@@ -143,12 +145,12 @@ fn integer<T>(raw: &str, parse: impl Fn(i64) -> Result<T, Invalid>) -> Result<T,
 }
 
 /// The parsed input of a protected request, or the answer to input that broke the contract: a 422 listing every
-/// problem, unless the user of its credentials is gone, which is a 401 and comes first (API.md checks
+/// problem, unless the session of its credentials has ended, which is a 401 and comes first (API.md checks
 /// credentials before input). That check is the only extra round trip the store sees, and only for refused
-/// input; valid requests check their user inside their own query.
+/// input; valid requests check their session inside their own query.
 pub(crate) async fn checked<T>(
     store: &Store,
-    user: UserId,
+    user: Principal,
     parsed: Result<T, Vec<FieldError>>,
 ) -> Result<T, Error> {
     let errors = match parsed {
@@ -181,6 +183,9 @@ fn collect<T>(value: Option<T>, errors: Vec<FieldError>) -> Result<T, Vec<FieldE
         users::users_signup,
         users::users_token,
         users::users_me,
+        users::users_change_password,
+        users::users_delete_me,
+        users::users_logout,
         tasks::tasks_create,
         tasks::tasks_list,
         tasks::tasks_get,
@@ -198,6 +203,7 @@ fn collect<T>(value: Option<T>, errors: Vec<FieldError>) -> Result<T, Vec<FieldE
         crate::domain::Timestamp,
         doc::SignupRequest,
         doc::LoginForm,
+        doc::PasswordChangeRequest,
         doc::NewTaskRequest,
         doc::TaskChangesRequest,
         users::AccessToken,
@@ -208,7 +214,7 @@ fn collect<T>(value: Option<T>, errors: Vec<FieldError>) -> Result<T, Vec<FieldE
     )),
     modifiers(&SecuritySchemes),
     tags(
-        (name = "users", description = "Accounts and access tokens"),
+        (name = "users", description = "Accounts, sessions and tokens"),
         (name = "tasks", description = "Your own tasks; nobody else's are visible"),
         (name = "meta", description = "The service itself: health, this document, its interactive page"),
     ),
@@ -228,7 +234,9 @@ impl ApiDoc {
 pub const ROUTES: &[(&str, &str)] = &[
     ("/signup", "POST"),
     ("/token", "POST"),
-    ("/users/me", "GET"),
+    ("/users/me", "GET, DELETE"),
+    ("/users/me/password", "PUT"),
+    ("/logout", "POST"),
     ("/tasks", "GET, POST"),
     ("/tasks/{id}", "GET, PUT, DELETE"),
     ("/healthz", "GET"),

@@ -11,7 +11,7 @@ use super::doc::{
 };
 use super::{Field, checked, collect, integer};
 use crate::domain::{
-    Limit, NewTask, Offset, Task, TaskChanges, TaskId, TaskQuery, TaskStatus, UserId,
+    Limit, NewTask, Offset, Principal, Task, TaskChanges, TaskId, TaskQuery, TaskStatus,
 };
 use crate::error::{Error, FieldError, Problem, respond};
 use crate::filters::{Fields, api_key, json_body, jwt_user, query_fields, with_db};
@@ -229,7 +229,7 @@ fn task_id(raw: &str) -> Result<TaskId, FieldError> {
 }
 
 async fn create_task(
-    user: UserId,
+    user: Principal,
     body: Result<TaskBody, Vec<FieldError>>,
     store: Store,
 ) -> Result<Response, Error> {
@@ -243,7 +243,7 @@ async fn create_task(
     Ok(response)
 }
 
-async fn list_tasks(user: UserId, query: Fields, store: Store) -> Result<Response, Error> {
+async fn list_tasks(user: Principal, query: Fields, store: Store) -> Result<Response, Error> {
     let query = checked(&store, user, task_query(&query)).await?;
     let page = store::tasks::list(&store, user, query).await?;
     let mut response = tasks_json(&page.tasks)?;
@@ -270,7 +270,7 @@ fn tasks_json(tasks: &[Task]) -> Result<Response, Error> {
     Ok(response)
 }
 
-async fn get_task(raw_id: String, user: UserId, store: Store) -> Result<Response, Error> {
+async fn get_task(raw_id: String, user: Principal, store: Store) -> Result<Response, Error> {
     let id = checked(&store, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
     let task = store::tasks::get(&store, user, id)
         .await?
@@ -280,7 +280,7 @@ async fn get_task(raw_id: String, user: UserId, store: Store) -> Result<Response
 
 async fn update_task(
     raw_id: String,
-    user: UserId,
+    user: Principal,
     body: Result<TaskBody, Vec<FieldError>>,
     store: Store,
 ) -> Result<Response, Error> {
@@ -300,7 +300,7 @@ async fn update_task(
     Ok(warp::reply::json(&task).into_response())
 }
 
-async fn delete_task(raw_id: String, user: UserId, store: Store) -> Result<Response, Error> {
+async fn delete_task(raw_id: String, user: Principal, store: Store) -> Result<Response, Error> {
     let id = checked(&store, user, task_id(&raw_id).map_err(|e| vec![e])).await?;
     if store::tasks::delete(&store, user, id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -10,15 +10,15 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
 use super::doc::{
-    ErrorDetail, LoginForm, MalformedBody, SignupRequest, SlowBody, StorageUnavailable, TooLarge,
-    Unauthorized, Unprocessable,
+    ErrorDetail, LoginForm, MalformedBody, PasswordChangeRequest, SignupRequest, SlowBody,
+    StorageUnavailable, TooLarge, Unauthorized, Unprocessable,
 };
-use super::{Field, collect};
+use super::{Field, checked, collect};
 use crate::auth::{Passwords, Tokens};
-use crate::domain::{Invalid, Password, User, UserId, Username};
+use crate::domain::{Invalid, Password, Principal, Rotation, SessionId, User, Username};
 use crate::error::{Error, FieldError, Problem, respond};
 use crate::filters::{
-    Fields, api_key, client_address, form_body, json_body, jwt_user, with, with_db,
+    Fields, api_key, client_address, form_body, json_body, jwt_user, query_fields, with, with_db,
 };
 use crate::limiter::{LoginLimiter, RetryAfter};
 use crate::state::{AppState, Route};
@@ -30,6 +30,12 @@ pub fn routes(state: &AppState) -> Route {
         .or(users_token(state))
         .unify()
         .or(users_me(state))
+        .unify()
+        .or(users_change_password(state))
+        .unify()
+        .or(users_delete_me(state))
+        .unify()
+        .or(users_logout(state))
         .unify()
         .boxed()
 }
@@ -63,21 +69,28 @@ pub(crate) fn users_signup(state: &AppState) -> Route {
 /// POST /token
 #[utoipa::path(
     post, path = "/token", operation_id = "log_in", tag = "users",
-    summary = "Log in (OAuth2 password flow)",
-    description = "Exchanges a username and password for a bearer token (RFC 6749 §4.3). A wrong password and an \
-        unknown username get the same answer, in the same time.",
+    summary = "Log in (OAuth2 password flow), or refresh",
+    description = "The password grant (RFC 6749 §4.3) exchanges a username and password for a bearer token and a \
+        refresh token, and starts a session; a wrong password and an unknown username get the same answer, in \
+        the same time. The refresh grant (`grant_type=refresh_token`, RFC 6749 §6) exchanges the refresh token \
+        for a new access token and a new refresh token; the one sent is spent, and presenting a spent one again \
+        ends its session.",
     // multipart/form-data is taken too, and left out here as FastAPI leaves it out of its document: two
     // content types of one schema make generated clients (openapi-python-client) emit code that fails to import.
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "A bearer token", body = AccessToken, headers(
+        (status = 200, description = "A bearer token and a refresh token", body = AccessToken, headers(
             ("Cache-Control" = String, description = "`no-store`: a token must not be cached (RFC 6749 §5.1)"),
             ("Pragma" = String, description = "`no-cache`"),
         )),
         MalformedBody, SlowBody,
-        (status = 401, description = "Wrong username or password", body = ErrorDetail,
+        (status = 401, description = "Wrong username or password; or a refresh token that is unknown, expired, \
+            spent, or of an ended session", body = ErrorDetail,
             headers(("WWW-Authenticate" = String, description = "`Bearer`")),
-            example = json!({"detail": "Incorrect username or password"})),
+            examples(
+                ("password" = (value = json!({"detail": "Incorrect username or password"}))),
+                ("refresh" = (value = json!({"detail": "Invalid refresh token"}))),
+            )),
         TooLarge,
         Unprocessable, StorageUnavailable,
         (status = 429, description = "Too many failed logins for this username from this address (or from this \
@@ -96,6 +109,88 @@ pub(crate) fn users_token(state: &AppState) -> Route {
         .and(with(state.passwords.clone()))
         .and(with(state.login_limiter.clone()))
         .then(log_in)
+        .map(respond)
+        .boxed()
+}
+
+/// PUT /users/me/password
+#[utoipa::path(
+    put, path = "/users/me/password", operation_id = "change_password", tag = "users",
+    summary = "Change your password",
+    description = "Checks the current password, sets the new one and ends every other session of yours; this one \
+        goes on. A wrong current password counts as a failed login for the rate limit.",
+    request_body(content = PasswordChangeRequest, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Changed; your other sessions have ended"),
+        (status = 400, description = "The current password is wrong", body = ErrorDetail,
+            example = json!({"detail": "Incorrect password"})),
+        MalformedBody, Unauthorized, SlowBody, TooLarge, Unprocessable,
+        (status = 429, description = "Too many failed logins (and password checks) for this user from this \
+            address", body = ErrorDetail,
+            headers(("Retry-After" = i64, description = "Seconds to wait before the next attempt")),
+            example = json!({"detail": "Too many login attempts"})),
+        StorageUnavailable,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn users_change_password(state: &AppState) -> Route {
+    warp::path!("users" / "me" / "password")
+        .and(warp::put())
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
+        .and(client_address())
+        .and(json_body::<PasswordChangeBody>())
+        .and(with_db(&state.store))
+        .and(with(state.passwords.clone()))
+        .and(with(state.login_limiter.clone()))
+        .then(change_password)
+        .map(respond)
+        .boxed()
+}
+
+/// DELETE /users/me
+#[utoipa::path(
+    delete, path = "/users/me", operation_id = "delete_current_user", tag = "users",
+    summary = "Delete your account",
+    description = "Removes you, all your tasks and all your sessions; the username is free again.",
+    responses(
+        (status = 204, description = "Deleted"),
+        Unauthorized, StorageUnavailable,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn users_delete_me(state: &AppState) -> Route {
+    warp::path!("users" / "me")
+        .and(warp::delete())
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
+        .and(with_db(&state.store))
+        .then(delete_current_user)
+        .map(respond)
+        .boxed()
+}
+
+/// POST /logout
+#[utoipa::path(
+    post, path = "/logout", operation_id = "log_out", tag = "users",
+    summary = "Log out",
+    description = "Ends the session of this access token: its access tokens and its refresh token stop working at \
+        once. With `all=true`, ends every session of yours (log out everywhere).",
+    params(("all" = Option<bool>, Query, description = "End every session of yours, not only this one")),
+    responses(
+        (status = 204, description = "Logged out"),
+        Unauthorized, Unprocessable, StorageUnavailable,
+    ),
+    security(("OAuth2PasswordBearer" = [], "APIKeyHeader" = [])),
+)]
+pub(crate) fn users_logout(state: &AppState) -> Route {
+    warp::path!("logout")
+        .and(warp::post())
+        .and(api_key(&state.api_key))
+        .and(jwt_user(&state.tokens))
+        .and(query_fields())
+        .and(with_db(&state.store))
+        .then(log_out)
         .map(respond)
         .boxed()
 }
@@ -152,10 +247,8 @@ impl TryFrom<SignupBody> for Signup {
     }
 }
 
-async fn read_current_user(user: UserId, store: Store) -> Result<Response, Error> {
-    let user = store::users::get(&store, user)
-        .await?
-        .ok_or(Error::InvalidToken)?;
+async fn read_current_user(principal: Principal, store: Store) -> Result<Response, Error> {
+    let user = store::users::get(&store, principal).await?;
     Ok(warp::reply::json(&user).into_response())
 }
 
@@ -171,19 +264,21 @@ async fn sign_up(
     Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
 }
 
-/// A login of the OAuth2 password flow (RFC 6749 §4.3).
-struct Login {
-    username: String,
-    password: String,
+/// What `POST /token` asks for.
+enum Grant {
+    /// The password grant (RFC 6749 §4.3): a login, which starts a session.
+    Password { username: String, password: String },
+    /// The refresh grant (RFC 6749 §6).
+    Refresh { token: String },
 }
 
-impl TryFrom<Fields> for Login {
+impl TryFrom<Fields> for Grant {
     type Error = Vec<FieldError>;
 
-    /// `username` and `password` are required; `grant_type` may be left out, but if sent it must be `password`;
-    /// `scope` is ignored. An empty field counts as not sent, as in FastAPI's forms. Usernames are not checked
-    /// against the signup rules: a name that breaks them simply matches no user, and the answer must not tell
-    /// the two apart.
+    /// `grant_type` may be left out (the password grant), as in FastAPI's OAuth2PasswordRequestForm; `scope`
+    /// is ignored. An empty field counts as not sent, as in FastAPI's forms. Usernames are not checked against
+    /// the signup rules: a name that breaks them simply matches no user, and the answer must not tell the two
+    /// apart.
     fn try_from(form: Fields) -> Result<Self, Vec<FieldError>> {
         let sent = |name: &str| form.last(name).filter(|value| !value.is_empty());
         let mut errors = Vec::new();
@@ -194,29 +289,38 @@ impl TryFrom<Fields> for Login {
             }
             value
         };
-        let (username, password) = (required("username"), required("password"));
-        if sent("grant_type").is_some_and(|grant| grant != "password") {
-            errors.push(FieldError::body(
+        match sent("grant_type") {
+            None | Some("password") => {
+                let (username, password) = (required("username"), required("password"));
+                collect(
+                    username
+                        .zip(password)
+                        .map(|(username, password)| Self::Password { username, password }),
+                    errors,
+                )
+            }
+            Some("refresh_token") => {
+                let token = required("refresh_token");
+                collect(token.map(|token| Self::Refresh { token }), errors)
+            }
+            Some(_) => Err(vec![FieldError::body(
                 Some("grant_type"),
-                Invalid::Pattern("^password$"),
-            ));
+                Invalid::Pattern("^(password|refresh_token)$"),
+            )]),
         }
-        collect(
-            username
-                .zip(password)
-                .map(|(username, password)| Self { username, password }),
-            errors,
-        )
     }
 }
 
-/// The answer of a successful login.
+/// The answer of a successful login or refresh.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "token_type": "bearer", "expires_in": 1800}))]
+#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "token_type": "bearer", "expires_in": 1800, "refresh_token": "AQAAAAAAAAABGq3n..."}))]
 pub struct AccessToken {
     access_token: String,
     token_type: &'static str,
+    /// Seconds the access token lives.
     expires_in: u64,
+    /// Spent by the refresh grant for a new pair; it expires after `REFRESH_TOKEN_TTL_DAYS`.
+    refresh_token: String,
 }
 
 async fn log_in(
@@ -227,7 +331,10 @@ async fn log_in(
     passwords: Arc<Passwords>,
     limiter: Arc<LoginLimiter>,
 ) -> Result<Response, Error> {
-    let Login { username, password } = form.try_into().map_err(Error::Validation)?;
+    let (username, password) = match form.try_into().map_err(Error::Validation)? {
+        Grant::Password { username, password } => (username, password),
+        Grant::Refresh { token } => return refresh(&token, &store, &tokens).await,
+    };
     // Counted before the password is checked: a refused attempt costs no hashing, right password or not.
     let attempt = limiter
         .begin(&username, address)
@@ -237,12 +344,51 @@ async fn log_in(
     let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
     // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
     let valid = passwords.verify(password, stored_hash).await?;
-    let user_id = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
+    let user = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
+    let session = Principal {
+        user,
+        session: SessionId::random(),
+    };
+    let (refresh_token, refresh_hash) = tokens.issue_refresh(session, 0);
+    store::sessions::start(&store, session, refresh_hash, tokens.refresh_ttl()).await?;
     attempt.succeeded(&limiter).await;
+    token_answer(&tokens, session, refresh_token)
+}
+
+/// The refresh grant: the token is spent for a new pair, if it is its session's current one.
+async fn refresh(token: &str, store: &Store, tokens: &Tokens) -> Result<Response, Error> {
+    let presented = tokens
+        .read_refresh(token)
+        .ok_or(Error::InvalidRefreshToken)?;
+    let generation = presented
+        .generation
+        .checked_add(1)
+        .ok_or(Error::InvalidRefreshToken)?;
+    let (refresh_token, next) = tokens.issue_refresh(presented.session, generation);
+    match store::sessions::refresh(store, presented, next, tokens.refresh_ttl()).await? {
+        Rotation::Rotated => token_answer(tokens, presented.session, refresh_token),
+        Rotation::Replayed => {
+            log::warn!(
+                "a spent refresh token of user {} was presented again: its session has ended",
+                presented.session.user.0
+            );
+            Err(Error::InvalidRefreshToken)
+        }
+        Rotation::Refused => Err(Error::InvalidRefreshToken),
+    }
+}
+
+/// The `200` of `POST /token`: a new access token for `session`, and its refresh token.
+fn token_answer(
+    tokens: &Tokens,
+    session: Principal,
+    refresh_token: String,
+) -> Result<Response, Error> {
     let body = AccessToken {
-        access_token: tokens.issue(user_id)?,
+        access_token: tokens.issue(session)?,
         token_type: "bearer",
         expires_in: tokens.ttl_secs(),
+        refresh_token,
     };
     let mut response = warp::reply::json(&body).into_response();
     // RFC 6749 §5.1: a response carrying a token must not be cached.
@@ -253,4 +399,93 @@ async fn log_in(
         .headers_mut()
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// The body of `PUT /users/me/password`, as sent.
+#[derive(Debug, Deserialize)]
+struct PasswordChangeBody {
+    #[serde(default)]
+    current_password: Field,
+    #[serde(default)]
+    new_password: Field,
+}
+
+/// A valid password change. The current password is only compared, so any text will do.
+struct PasswordChange {
+    current: String,
+    new: Password,
+}
+
+impl TryFrom<PasswordChangeBody> for PasswordChange {
+    type Error = Vec<FieldError>;
+
+    fn try_from(body: PasswordChangeBody) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let current = match body.current_password {
+            Field::Text(text) => Some(text),
+            Field::Missing => {
+                errors.push(FieldError::body(Some("current_password"), Problem::Missing));
+                None
+            }
+            Field::NotText => {
+                errors.push(FieldError::body(
+                    Some("current_password"),
+                    Problem::NotAString,
+                ));
+                None
+            }
+        };
+        let new = body.new_password.required("new_password", &mut errors);
+        collect(
+            current.zip(new).map(|(current, new)| Self { current, new }),
+            errors,
+        )
+    }
+}
+
+async fn change_password(
+    principal: Principal,
+    address: IpAddr,
+    body: Result<PasswordChangeBody, Vec<FieldError>>,
+    store: Store,
+    passwords: Arc<Passwords>,
+    limiter: Arc<LoginLimiter>,
+) -> Result<Response, Error> {
+    let change = checked(&store, principal, body.and_then(PasswordChange::try_from)).await?;
+    let (username, stored_hash) = store::users::credentials(&store, principal).await?;
+    // A wrong current password is a failed login: a stolen access token cannot be used to guess the password.
+    let attempt = limiter
+        .begin(&username, address)
+        .await?
+        .map_err(|RetryAfter(retry_after)| Error::TooManyAttempts { retry_after })?;
+    if !passwords.verify(change.current, Some(stored_hash)).await? {
+        return Err(Error::IncorrectPassword);
+    }
+    attempt.succeeded(&limiter).await;
+    let new_hash = passwords.hash(change.new).await?;
+    store::users::set_password(&store, principal, new_hash).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_current_user(principal: Principal, store: Store) -> Result<Response, Error> {
+    store::users::delete(&store, principal).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn log_out(principal: Principal, query: Fields, store: Store) -> Result<Response, Error> {
+    let everywhere = checked(&store, principal, logout_scope(&query)).await?;
+    store::sessions::end(&store, principal, everywhere).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `?all=`: a boolean as pydantic reads one from a query string.
+fn logout_scope(query: &Fields) -> Result<bool, Vec<FieldError>> {
+    let Some(raw) = query.last("all") else {
+        return Ok(false);
+    };
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
+        _ => Err(vec![FieldError::query("all", Problem::NotABoolean)]),
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! # The contract both backends keep
 //!
-//! - **Owners.** Every function taking an owner (`UserId`) answers [`StoreError::NoSuchUser`] when that user no
-//!   longer exists, checked in the same round trip as the function's own statement: a token that outlived its
-//!   user is refused wherever it is used.
+//! - **Sessions.** Every function taking a [`Principal`](crate::domain::Principal) (a user in one of their
+//!   sessions) answers [`StoreError::NoSuchUser`] when that session is no longer live (ended, expired, or its
+//!   user gone), checked in the same statement as the function's own work: a token of an ended session is
+//!   refused on the very next request, on every process, at no extra round trip.
 //! - **Isolation.** Every task statement is keyed by its owner: another user's task looks exactly like one that
 //!   does not exist (`None`, `false`), and nothing joins across users, so tasks can later be spread over
 //!   machines by user.
@@ -130,7 +131,7 @@ impl Store {
 /// Users in the store.
 pub mod users {
     use super::{Store, StoreError};
-    use crate::domain::{Credentials, PasswordHash, User, UserId, Username};
+    use crate::domain::{Credentials, PasswordHash, Principal, User, Username};
 
     /// Creates a user; a username already taken, ignoring case, is [`StoreError::Conflict`].
     pub async fn insert(
@@ -157,25 +158,115 @@ pub mod users {
         .await)
     }
 
-    /// The user with this id, if it still exists.
-    pub async fn get(store: &Store, id: UserId) -> Result<Option<User>, StoreError> {
-        dispatch!(store, |backend, db| backend::users::get(db, id).await)
+    /// The user `principal` speaks for, in a live session.
+    pub async fn get(store: &Store, principal: Principal) -> Result<User, StoreError> {
+        dispatch!(store, |backend, db| backend::users::get(db, principal)
+            .await)
     }
 
-    /// [`StoreError::NoSuchUser`] if the user `id` no longer exists: for a request refused on its input, whose
-    /// credentials come first.
-    pub async fn require(store: &Store, id: UserId) -> Result<(), StoreError> {
-        dispatch!(store, |backend, db| backend::users::require(db, id).await)
+    /// [`StoreError::NoSuchUser`] unless `principal`'s session is live: for a request refused on its input,
+    /// whose credentials come first.
+    pub async fn require(store: &Store, principal: Principal) -> Result<(), StoreError> {
+        dispatch!(store, |backend, db| backend::users::require(db, principal)
+            .await)
+    }
+
+    /// The username and password hash of the user `principal` speaks for, in a live session.
+    pub async fn credentials(
+        store: &Store,
+        principal: Principal,
+    ) -> Result<(String, PasswordHash), StoreError> {
+        dispatch!(store, |backend, db| backend::users::credentials(
+            db, principal
+        )
+        .await)
+    }
+
+    /// Sets the password of `principal`'s user and ends every other session of theirs, at once.
+    pub async fn set_password(
+        store: &Store,
+        principal: Principal,
+        password_hash: PasswordHash,
+    ) -> Result<(), StoreError> {
+        dispatch!(store, |backend, db| backend::users::set_password(
+            db,
+            principal,
+            password_hash
+        )
+        .await)
+    }
+
+    /// Removes `principal`'s user, with every task and session of theirs; the username is free again.
+    pub async fn delete(store: &Store, principal: Principal) -> Result<(), StoreError> {
+        dispatch!(store, |backend, db| backend::users::delete(db, principal)
+            .await)
+    }
+}
+
+/// Sessions: started by a password login, kept going by refreshes, ended by logout, a password change,
+/// account deletion, a replayed refresh token, or expiry.
+pub mod sessions {
+    use std::time::Duration;
+
+    use super::{Store, StoreError};
+    use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
+
+    /// The most sessions one user keeps: a login past it ends the one least recently refreshed.
+    pub const MAX_PER_USER: i64 = 64;
+
+    /// Starts `session` with the refresh token `refresh`, which expires after `ttl`. Prunes a few expired
+    /// sessions on the way, so storage does not grow with logins.
+    pub async fn start(
+        store: &Store,
+        session: Principal,
+        refresh: RefreshHash,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        dispatch!(store, |backend, db| backend::sessions::start(
+            db, session, refresh, ttl
+        )
+        .await)
+    }
+
+    /// Spends `presented` for `next` (expiring after `ttl`), if it is its live session's current refresh token.
+    /// An authentic token that its session already spent is a replay: the session ends.
+    pub async fn refresh(
+        store: &Store,
+        presented: PresentedRefresh,
+        next: RefreshHash,
+        ttl: Duration,
+    ) -> Result<Rotation, StoreError> {
+        dispatch!(store, |backend, db| backend::sessions::refresh(
+            db, presented, next, ttl
+        )
+        .await)
+    }
+
+    /// Ends `principal`'s session, or every session of its user; [`StoreError::NoSuchUser`] when that session
+    /// is not live.
+    pub async fn end(
+        store: &Store,
+        principal: Principal,
+        everywhere: bool,
+    ) -> Result<(), StoreError> {
+        dispatch!(store, |backend, db| backend::sessions::end(
+            db, principal, everywhere
+        )
+        .await)
     }
 }
 
 /// Tasks in the store, each statement keyed by its owner.
 pub mod tasks {
     use super::{Store, StoreError};
-    use crate::domain::{NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, UserId};
+    use crate::domain::{NewTask, Principal, Task, TaskChanges, TaskId, TaskPage, TaskQuery};
 
     /// Creates a task for `owner`; both timestamps are now.
-    pub async fn insert(store: &Store, owner: UserId, task: NewTask) -> Result<Task, StoreError> {
+    pub async fn insert(
+        store: &Store,
+        owner: Principal,
+        task: NewTask,
+    ) -> Result<Task, StoreError> {
         dispatch!(store, |backend, db| backend::tasks::insert(db, owner, task)
             .await)
     }
@@ -183,7 +274,7 @@ pub mod tasks {
     /// One page of `owner`'s tasks, newest first, with the number that matched before paging.
     pub async fn list(
         store: &Store,
-        owner: UserId,
+        owner: Principal,
         query: TaskQuery,
     ) -> Result<TaskPage, StoreError> {
         dispatch!(store, |backend, db| backend::tasks::list(db, owner, query)
@@ -191,7 +282,11 @@ pub mod tasks {
     }
 
     /// `owner`'s task `id`, if it exists.
-    pub async fn get(store: &Store, owner: UserId, id: TaskId) -> Result<Option<Task>, StoreError> {
+    pub async fn get(
+        store: &Store,
+        owner: Principal,
+        id: TaskId,
+    ) -> Result<Option<Task>, StoreError> {
         dispatch!(store, |backend, db| backend::tasks::get(db, owner, id)
             .await)
     }
@@ -200,7 +295,7 @@ pub mod tasks {
     /// is no such task.
     pub async fn update(
         store: &Store,
-        owner: UserId,
+        owner: Principal,
         id: TaskId,
         changes: TaskChanges,
     ) -> Result<Option<Task>, StoreError> {
@@ -211,7 +306,7 @@ pub mod tasks {
     }
 
     /// Deletes `owner`'s task `id`; `true` only when this call removed it.
-    pub async fn delete(store: &Store, owner: UserId, id: TaskId) -> Result<bool, StoreError> {
+    pub async fn delete(store: &Store, owner: Principal, id: TaskId) -> Result<bool, StoreError> {
         dispatch!(store, |backend, db| backend::tasks::delete(db, owner, id)
             .await)
     }

@@ -452,14 +452,15 @@ async fn a_token_stops_working_when_its_user_is_gone() {
 }
 
 #[tokio::test]
-async fn tokens_signed_with_the_secret_need_only_sub_and_exp() {
+async fn tokens_signed_with_the_secret_need_only_sub_sid_and_exp() {
     let app = test_app!();
     let alice = app.user("alice").await;
     let now = Utc::now().timestamp();
     let sub = alice.id.to_string();
+    let sid = claims_of(&alice.token)["sid"].clone();
     for claims in [
-        json!({"sub": sub, "exp": now + 600}),
-        json!({"sub": sub, "iat": now, "exp": now as f64 + 600.5}),
+        json!({"sub": sub, "sid": sid, "exp": now + 600}),
+        json!({"sub": sub, "sid": sid, "iat": now, "exp": now as f64 + 600.5}),
     ] {
         let token = sign(Algorithm::HS256, JWT_SECRET, &claims);
         assert_eq!(

@@ -31,7 +31,9 @@ async fn a_known_path_with_another_method_is_405_with_allow() {
     let cases = [
         ("/signup", "POST", &["GET", "PUT", "DELETE", "PATCH"][..]),
         ("/token", "POST", &["GET", "PUT", "DELETE"][..]),
-        ("/users/me", "GET", &["POST", "PUT", "DELETE"][..]),
+        ("/users/me", "GET, DELETE", &["POST", "PUT", "PATCH"][..]),
+        ("/users/me/password", "PUT", &["GET", "POST", "DELETE"][..]),
+        ("/logout", "POST", &["GET", "PUT", "DELETE"][..]),
         ("/tasks", "GET, POST", &["PUT", "DELETE", "PATCH"][..]),
         ("/tasks/1", "GET, PUT, DELETE", &["POST", "PATCH"][..]),
         ("/tasks/abc", "GET, PUT, DELETE", &["POST"][..]),

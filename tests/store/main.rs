@@ -13,7 +13,8 @@ use tasky::domain::{
     Limit, NewTask, Offset, PasswordHash, TaskChanges, TaskDescription, TaskId, TaskQuery,
     TaskStatus, TaskTitle, UserId, Username,
 };
-use tasky::store::{LoginKey, Store, StoreError, logins, tasks, users};
+use tasky::domain::{Principal, RefreshHash, SessionId};
+use tasky::store::{LoginKey, Store, StoreError, logins, sessions, tasks, users};
 
 /// Runs `case` on a fresh store of each backend.
 async fn on_every_backend<F, Fut>(case: F)
@@ -35,15 +36,30 @@ fn name(raw: &str) -> Username {
     Username::parse(raw.into()).unwrap()
 }
 
-async fn user(store: &Store, raw: &str) -> UserId {
-    users::insert(
+/// A new user, in a session of theirs.
+async fn user(store: &Store, raw: &str) -> Principal {
+    let user = users::insert(
         store,
         name(raw),
         PasswordHash::from_phc("$argon2id$stub".into()),
     )
     .await
     .unwrap()
-    .id
+    .id;
+    session(store, user).await
+}
+
+/// A new session of `user`.
+async fn session(store: &Store, user: UserId) -> Principal {
+    let principal = Principal {
+        user,
+        session: SessionId::random(),
+    };
+    let day = std::time::Duration::from_secs(86_400);
+    sessions::start(store, principal, RefreshHash([1; 32]), day)
+        .await
+        .unwrap();
+    principal
 }
 
 fn new_task(title: &str, status: TaskStatus) -> NewTask {
@@ -72,11 +88,8 @@ async fn usernames_are_unique_ignoring_case_and_found_ignoring_case() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(found.id, id);
-        assert_eq!(
-            users::get(&store, id).await.unwrap().unwrap().username,
-            "Alice"
-        );
+        assert_eq!(found.id, id.user);
+        assert_eq!(users::get(&store, id).await.unwrap().username, "Alice");
         assert!(
             users::find_credentials(&store, "nobody")
                 .await
@@ -96,7 +109,10 @@ async fn usernames_are_unique_ignoring_case_and_found_ignoring_case() {
 #[tokio::test]
 async fn an_owner_that_does_not_exist_is_no_such_user_everywhere() {
     on_every_backend(|store| async move {
-        let gone = UserId(987_654);
+        let gone = Principal {
+            user: UserId(987_654),
+            session: SessionId(1),
+        };
         let id = TaskId(1);
         let changes = TaskChanges::new(None, None, Some(TaskStatus::Completed)).unwrap();
         assert_eq!(
@@ -123,7 +139,7 @@ async fn an_owner_that_does_not_exist_is_no_such_user_everywhere() {
             tasks::delete(&store, gone, id).await,
             Err(StoreError::NoSuchUser)
         );
-        assert_eq!(users::get(&store, gone).await, Ok(None));
+        assert_eq!(users::get(&store, gone).await, Err(StoreError::NoSuchUser));
     })
     .await;
 }

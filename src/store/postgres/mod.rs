@@ -6,6 +6,7 @@
 //! dropped by the pool at checkout, so the service recovers by itself once the server is back.
 
 pub(super) mod logins;
+pub(super) mod sessions;
 pub(super) mod tasks;
 mod tls;
 pub(super) mod users;

@@ -1,16 +1,29 @@
 //! Tasks in PostgreSQL. Every statement is keyed by the owner's id (the table's key leads with it), so no
-//! function here can reach another user's task, and nothing joins across users. Each function refuses an owner
-//! that no longer exists ([`StoreError::NoSuchUser`]), in its one round trip where the statement allows.
+//! function here can reach another user's task, and nothing joins across users. Each statement checks that the
+//! caller's session is live (the session's row, keyed by the same user), and refuses the call otherwise
+//! ([`StoreError::NoSuchUser`]); only a write that found no task asks again, to tell 401 from 404.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio_postgres::Row;
 
-use super::users::require_owner;
+use super::users::require_session;
 use super::{Postgres, Retry};
 use crate::domain::{
-    NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
+    NewTask, Principal, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp,
+    UserId,
 };
 use crate::store::StoreError;
+
+/// The condition that the session named by the user `$1` and the parameter given is live.
+macro_rules! session_live {
+    ($param:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND id = ",
+            $param,
+            " AND expires_at > now())"
+        )
+    };
+}
 
 /// The columns [`read_task`] reads, from its first index on.
 macro_rules! columns {
@@ -19,10 +32,10 @@ macro_rules! columns {
     };
 }
 
-/// Creates a task for `owner`; both timestamps are now. An owner that is gone fails the foreign key.
+/// Creates a task for `owner`; both timestamps are now. Nothing is written unless the session is live.
 pub(in crate::store) async fn insert(
     db: &Postgres,
-    owner: UserId,
+    owner: Principal,
     task: NewTask,
 ) -> Result<Task, StoreError> {
     let task = &task;
@@ -30,38 +43,45 @@ pub(in crate::store) async fn insert(
         let (client, stmt) = db
             .prepared(concat!(
                 "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) ",
-                "VALUES ($1, $2, $3, $4, $5, $5) RETURNING ",
+                "SELECT $1, $2, $3, $4, $5, $5 WHERE ",
+                session_live!("$6"),
+                " RETURNING ",
                 columns!()
             ))
             .await?;
         let now = Utc::now().trunc_subsecs(0);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-            &owner.0,
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &owner.user.0,
             &task.title.as_str(),
             &task.description.as_str(),
             &task.status.as_str(),
             &now,
+            &owner.session.0,
         ];
-        let row = client.query_one(&stmt, &params).await?;
-        Ok(read_task(&row, 0)?)
+        match client.query_opt(&stmt, &params).await? {
+            Some(row) => Ok(read_task(&row, 0)?),
+            None => Err(StoreError::NoSuchUser.into()),
+        }
     })
     .await
 }
 
-// The statements of `list`: whether the owner exists and how many tasks match come in the same single round
+// The statements of `list`: whether the session is live and how many tasks match come in the same single round
 // trip as the page, as constants beside it; a page past the end still yields one row (the LEFT JOIN's), whose
 // task columns are NULL. The total comes from `task_counts`, kept by triggers, so listing costs the same for
 // 100 tasks or 100 000.
 const LIST_ALL: &str = concat!(
-    "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), ",
-    "(SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE user_id = $1), t.* ",
+    "SELECT ",
+    session_live!("$4"),
+    ", (SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE user_id = $1), t.* ",
     "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT ",
     columns!(),
     " FROM tasks WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3) AS t ON true"
 );
 const LIST_BY_STATUS: &str = concat!(
-    "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), ",
-    "(SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE user_id = $1 AND status = $4), t.* ",
+    "SELECT ",
+    session_live!("$5"),
+    ", (SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE user_id = $1 AND status = $4), t.* ",
     "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT ",
     columns!(),
     " FROM tasks WHERE user_id = $1 AND status = $4 ORDER BY id DESC LIMIT $2 OFFSET $3) AS t ON true"
@@ -70,7 +90,7 @@ const LIST_BY_STATUS: &str = concat!(
 /// One page of `owner`'s tasks, newest first, with the number that matched before paging.
 pub(in crate::store) async fn list(
     db: &Postgres,
-    owner: UserId,
+    owner: Principal,
     query: TaskQuery,
 ) -> Result<TaskPage, StoreError> {
     db.run(Retry::Read, || async move {
@@ -83,11 +103,20 @@ pub(in crate::store) async fn list(
         };
         let (client, stmt) = db.prepared(sql).await?;
         let rows = match query.status {
-            None => client.query(&stmt, &[&owner.0, &limit, &offset]).await,
+            None => {
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                    [&owner.user.0, &limit, &offset, &owner.session.0];
+                client.query(&stmt, &params).await
+            }
             Some(status) => {
-                client
-                    .query(&stmt, &[&owner.0, &limit, &offset, &status.as_str()])
-                    .await
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+                    &owner.user.0,
+                    &limit,
+                    &offset,
+                    &status.as_str(),
+                    &owner.session.0,
+                ];
+                client.query(&stmt, &params).await
             }
         }?;
         let first = rows
@@ -111,22 +140,26 @@ pub(in crate::store) async fn list(
     .await
 }
 
-/// `owner`'s task `id`, if it exists; the owner's existence comes in the same row.
+/// `owner`'s task `id`, if it exists; whether the session is live comes in the same row.
 pub(in crate::store) async fn get(
     db: &Postgres,
-    owner: UserId,
+    owner: Principal,
     id: TaskId,
 ) -> Result<Option<Task>, StoreError> {
     db.run(Retry::Read, || async move {
         let (client, stmt) = db
             .prepared(concat!(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), t.* FROM (SELECT 1) AS one ",
+                "SELECT ",
+                session_live!("$3"),
+                ", t.* FROM (SELECT 1) AS one ",
                 "LEFT JOIN LATERAL (SELECT ",
                 columns!(),
                 " FROM tasks WHERE user_id = $1 AND id = $2) AS t ON true"
             ))
             .await?;
-        let row = client.query_one(&stmt, &[&owner.0, &id.0]).await?;
+        let row = client
+            .query_one(&stmt, &[&owner.user.0, &id.0, &owner.session.0])
+            .await?;
         if !row.get::<_, bool>(0) {
             return Err(StoreError::NoSuchUser.into());
         }
@@ -139,10 +172,11 @@ pub(in crate::store) async fn get(
 }
 
 /// Applies `changes` and stamps `updated_at` in one statement: concurrent updates each land whole. `None` when
-/// there is no such task (and then the owner is checked, in a second round trip only then).
+/// there is no such task for a live session (and then the session is checked, in a second round trip only
+/// then).
 pub(in crate::store) async fn update(
     db: &Postgres,
-    owner: UserId,
+    owner: Principal,
     id: TaskId,
     changes: TaskChanges,
 ) -> Result<Option<Task>, StoreError> {
@@ -151,22 +185,24 @@ pub(in crate::store) async fn update(
         let (client, stmt) = db.prepared(concat!(
                 "UPDATE tasks SET title = coalesce($1, title), description = coalesce($2, description), ",
                 "status = coalesce($3, status), updated_at = $4 ",
-                "WHERE user_id = $5 AND id = $6 RETURNING ",
+                "WHERE user_id = $5 AND id = $6 AND EXISTS (SELECT 1 FROM sessions ",
+                "WHERE user_id = $5 AND id = $7 AND expires_at > now()) RETURNING ",
                 columns!()
             )).await?;
         let now = Utc::now().trunc_subsecs(0);
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
             &changes.title().map(|t| t.as_str()),
             &changes.description().map(|d| d.as_str()),
             &changes.status().map(TaskStatus::as_str),
             &now,
-            &owner.0,
+            &owner.user.0,
             &id.0,
+            &owner.session.0,
         ];
         match client.query_opt(&stmt, &params).await? {
             Some(row) => Ok(Some(read_task(&row, 0)?)),
             None => {
-                require_owner(&client, owner).await?;
+                require_session(&client, owner).await?;
                 Ok(None)
             }
         }
@@ -177,17 +213,22 @@ pub(in crate::store) async fn update(
 /// Deletes `owner`'s task `id`; `true` only when this call removed it.
 pub(in crate::store) async fn delete(
     db: &Postgres,
-    owner: UserId,
+    owner: Principal,
     id: TaskId,
 ) -> Result<bool, StoreError> {
     db.run(Retry::Write, || async move {
         let (client, stmt) = db
-            .prepared("DELETE FROM tasks WHERE user_id = $1 AND id = $2")
+            .prepared(concat!(
+                "DELETE FROM tasks WHERE user_id = $1 AND id = $2 AND ",
+                session_live!("$3")
+            ))
             .await?;
-        if client.execute(&stmt, &[&owner.0, &id.0]).await? == 1 {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&owner.user.0, &id.0, &owner.session.0];
+        if client.execute(&stmt, &params).await? == 1 {
             return Ok(true);
         }
-        require_owner(&client, owner).await?;
+        require_session(&client, owner).await?;
         Ok(false)
     })
     .await

@@ -3,7 +3,14 @@
 use chrono::{SubsecRound, Utc};
 
 use super::{Failure, Postgres, Retry};
-use crate::domain::{Credentials, PasswordHash, User, UserId, Username};
+
+/// The condition that the session (`$2`) of the user `$1` is live.
+macro_rules! session_live {
+    () => {
+        "EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND id = $2 AND expires_at > now())"
+    };
+}
+use crate::domain::{Credentials, PasswordHash, Principal, User, UserId, Username};
 use crate::store::StoreError;
 
 /// Creates a user; the unique index on `lower(username)` decides a race between two signups of one name.
@@ -54,42 +61,130 @@ pub(in crate::store) async fn find_credentials(
     .await
 }
 
-/// The user with this id, if it still exists.
-pub(in crate::store) async fn get(db: &Postgres, id: UserId) -> Result<Option<User>, StoreError> {
+/// The user `principal` speaks for, in a live session.
+pub(in crate::store) async fn get(db: &Postgres, principal: Principal) -> Result<User, StoreError> {
     db.run(Retry::Read, || async move {
         let (client, stmt) = db
-            .prepared("SELECT id, username FROM users WHERE id = $1")
+            .prepared(concat!(
+                "SELECT id, username FROM users WHERE id = $1 AND ",
+                session_live!()
+            ))
             .await?;
-        let row = client.query_opt(&stmt, &[&id.0]).await?;
-        Ok(row.map(|row| User {
+        let row = client
+            .query_opt(&stmt, &[&principal.user.0, &principal.session.0])
+            .await?
+            .ok_or(StoreError::NoSuchUser)?;
+        Ok(User {
             id: UserId(row.get(0)),
             username: row.get(1),
-        }))
+        })
     })
     .await
 }
 
-/// [`StoreError::NoSuchUser`] unless the user `id` exists.
-pub(in crate::store) async fn require(db: &Postgres, id: UserId) -> Result<(), StoreError> {
+/// [`StoreError::NoSuchUser`] unless `principal`'s session is live.
+pub(in crate::store) async fn require(
+    db: &Postgres,
+    principal: Principal,
+) -> Result<(), StoreError> {
     db.run(Retry::Read, || async move {
         let client = db.client().await?;
-        require_owner(&client, id).await
+        require_session(&client, principal).await
     })
     .await
 }
 
-/// [`StoreError::NoSuchUser`] unless the user `id` exists, on a connection already checked out.
-pub(super) async fn require_owner(
+/// [`StoreError::NoSuchUser`] unless `principal`'s session is live, on a connection already checked out.
+pub(super) async fn require_session(
     client: &deadpool_postgres::Object,
-    id: UserId,
+    principal: Principal,
 ) -> Result<(), Failure> {
     let stmt = client
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+        .prepare_cached(concat!("SELECT ", session_live!()))
         .await?;
-    let exists: bool = client.query_one(&stmt, &[&id.0]).await?.get(0);
-    if exists {
+    let live: bool = client
+        .query_one(&stmt, &[&principal.user.0, &principal.session.0])
+        .await?
+        .get(0);
+    if live {
         Ok(())
     } else {
         Err(StoreError::NoSuchUser.into())
     }
+}
+
+/// The username and password hash of `principal`'s user, in a live session.
+pub(in crate::store) async fn credentials(
+    db: &Postgres,
+    principal: Principal,
+) -> Result<(String, PasswordHash), StoreError> {
+    db.run(Retry::Read, || async move {
+        let (client, stmt) = db
+            .prepared(concat!(
+                "SELECT username, password_hash FROM users WHERE id = $1 AND ",
+                session_live!()
+            ))
+            .await?;
+        let row = client
+            .query_opt(&stmt, &[&principal.user.0, &principal.session.0])
+            .await?
+            .ok_or(StoreError::NoSuchUser)?;
+        Ok((row.get(0), PasswordHash::from_phc(row.get(1))))
+    })
+    .await
+}
+
+/// Sets the password and ends every other session of the user, in one statement, if this session is live.
+pub(in crate::store) async fn set_password(
+    db: &Postgres,
+    principal: Principal,
+    password_hash: PasswordHash,
+) -> Result<(), StoreError> {
+    let password_hash = &password_hash;
+    db.run(Retry::Write, || async move {
+        let (client, stmt) = db
+            .prepared(concat!(
+                "WITH changed AS (UPDATE users SET password_hash = $3 WHERE id = $1 AND ",
+                session_live!(),
+                " RETURNING id), ended AS (DELETE FROM sessions WHERE user_id = $1 AND id <> $2 ",
+                "AND EXISTS (SELECT 1 FROM changed)) SELECT count(*) FROM changed"
+            ))
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
+            &principal.user.0,
+            &principal.session.0,
+            &password_hash.as_str(),
+        ];
+        let changed: i64 = client.query_one(&stmt, &params).await?.get(0);
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchUser.into())
+        }
+    })
+    .await
+}
+
+/// Removes the user, if this session is live; their tasks, counts and sessions go with them (ON DELETE
+/// CASCADE).
+pub(in crate::store) async fn delete(
+    db: &Postgres,
+    principal: Principal,
+) -> Result<(), StoreError> {
+    db.run(Retry::Write, || async move {
+        let (client, stmt) = db
+            .prepared(concat!(
+                "DELETE FROM users WHERE id = $1 AND ",
+                session_live!()
+            ))
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&principal.user.0, &principal.session.0];
+        if client.execute(&stmt, &params).await? == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchUser.into())
+        }
+    })
+    .await
 }

@@ -7,6 +7,7 @@
 //! (one for writes, one per core for reads) that stay on a blocking thread while calls keep coming (see
 //! [`run_lane`]). Every call runs on tokio's blocking threads through `interact`, never on the async workers.
 
+pub(super) mod sessions;
 pub(super) mod tasks;
 pub(super) mod users;
 
@@ -629,6 +630,14 @@ mod tests {
         let user = users::insert(&db, username, PasswordHash::from_phc("x".into()))
             .await
             .unwrap();
+        let owner = crate::domain::Principal {
+            user: user.id,
+            session: crate::domain::SessionId(1),
+        };
+        let day = std::time::Duration::from_secs(86_400);
+        sessions::start(&db, owner, crate::domain::RefreshHash([0; 32]), day)
+            .await
+            .unwrap();
         assert!(
             users::find_credentials(&db, "writer")
                 .await
@@ -641,16 +650,14 @@ mod tests {
                 description: TaskDescription::default(),
                 status: TaskStatus::Pending,
             };
-            let created = tasks::insert(&db, user.id, task).await.unwrap();
+            let created = tasks::insert(&db, owner, task).await.unwrap();
             let changes =
                 crate::domain::TaskChanges::new(None, None, Some(TaskStatus::Completed)).unwrap();
-            tasks::update(&db, user.id, created.id, changes)
+            tasks::update(&db, owner, created.id, changes)
                 .await
                 .unwrap();
             if i % 500 == 0 {
-                tasks::list(&db, user.id, TaskQuery::default())
-                    .await
-                    .unwrap();
+                tasks::list(&db, owner, TaskQuery::default()).await.unwrap();
             }
         }
         let wal = std::fs::metadata(dir.path().join("tasky.db-wal"))

@@ -1,13 +1,14 @@
 //! Tasks in the store. Every statement is scoped by the owner's id, so no function here can reach another
 //! user's task: a task that exists but is not the caller's looks exactly like one that does not exist. Every
-//! function refuses an owner that no longer exists ([`DbError::NoSuchUser`]).
+//! function refuses a caller whose session is no longer live ([`DbError::NoSuchUser`]).
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::users::require_owner;
+use super::users::require_session;
 use super::{DbError, Sqlite, returning};
 use crate::domain::{
-    NewTask, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp, UserId,
+    NewTask, Principal, Task, TaskChanges, TaskId, TaskPage, TaskQuery, TaskStatus, Timestamp,
+    UserId,
 };
 use crate::store::StoreError;
 
@@ -18,24 +19,31 @@ macro_rules! columns {
     };
 }
 
-/// The condition that the owner (the parameter named) still exists, for the statements that read tasks: a task
-/// row alone does not prove it, since a user deleted with foreign keys off (the `sqlite3` shell's default)
-/// leaves its tasks behind. Folding the check into the statement saves reads a statement of their own; only
-/// when nothing is found does [`require`] tell a gone owner (401) from an empty result.
-macro_rules! owner_exists {
-    ($param:literal) => {
-        concat!("EXISTS (SELECT 1 FROM users WHERE id = ", $param, ")")
+/// The condition that the session of the owner (the parameters named) is live, for the statements that read
+/// tasks: a task row alone does not prove it. Folding the check into the statement saves reads a statement of
+/// their own; only when nothing is found does [`require_session`] tell an ended session (401) from an empty
+/// result. The user is looked up too: one removed with foreign keys off (the `sqlite3` shell's default) leaves
+/// its sessions behind.
+macro_rules! session_live {
+    ($user:literal, $session:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM sessions JOIN users ON users.id = sessions.user_id WHERE sessions.user_id = ",
+            $user,
+            " AND sessions.id = ",
+            $session,
+            " AND sessions.expires_at > unixepoch())"
+        )
     };
 }
 
 /// Creates a task for `owner`; both timestamps are now.
 pub(in crate::store) async fn insert(
     db: &Sqlite,
-    owner: UserId,
+    owner: Principal,
     task: NewTask,
 ) -> Result<Task, StoreError> {
     db.write(move |conn| {
-        require_owner(conn, owner)?;
+        require_session(conn, owner)?;
         let now = Timestamp::now();
         let mut stmt = conn.prepare_cached(concat!(
             "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) ",
@@ -43,7 +51,7 @@ pub(in crate::store) async fn insert(
             columns!()
         ))?;
         let params = params![
-            owner.0,
+            owner.user.0,
             task.title.as_str(),
             task.description.as_str(),
             task.status.as_str(),
@@ -59,14 +67,14 @@ pub(in crate::store) async fn insert(
 // The statements of `list`. No LIMIT or OFFSET in them: SQLite re-prepares a statement whose LIMIT or OFFSET is
 // a bound parameter every time it runs (their values feed its query planner), which cost a full parse per list.
 // The index already yields rows newest first, so the page is cut below instead, stepping no further than SQLite
-// would. The owner's existence is a constant term that SQLite evaluates once, at the first row found, so an
-// empty result says nothing about the owner (see `owner_exists!`).
+// would. The session check is a constant term that SQLite evaluates once, at the first row found, so an empty
+// result says nothing about the session (see `session_live!`).
 const LIST_ALL: &str = concat!(
     "SELECT ",
     columns!(),
     ", (SELECT coalesce(sum(n), 0) FROM task_counts WHERE user_id = ?1) ",
     "FROM tasks WHERE user_id = ?1 AND ",
-    owner_exists!("?1"),
+    session_live!("?1", "?2"),
     " ORDER BY id DESC"
 );
 const LIST_BY_STATUS: &str = concat!(
@@ -74,7 +82,7 @@ const LIST_BY_STATUS: &str = concat!(
     columns!(),
     ", (SELECT coalesce(sum(n), 0) FROM task_counts WHERE user_id = ?1 AND status = ?2) ",
     "FROM tasks WHERE user_id = ?1 AND status = ?2 AND ",
-    owner_exists!("?1"),
+    session_live!("?1", "?3"),
     " ORDER BY id DESC"
 );
 
@@ -84,7 +92,7 @@ const LIST_BY_STATUS: &str = concat!(
 /// agree, even while writes land, and listing costs the same for 100 tasks or 100 000.
 pub(in crate::store) async fn list(
     db: &Sqlite,
-    owner: UserId,
+    owner: Principal,
     query: TaskQuery,
 ) -> Result<TaskPage, StoreError> {
     db.read(move |conn| page(conn, owner, query))
@@ -92,14 +100,14 @@ pub(in crate::store) async fn list(
         .map_err(Into::into)
 }
 
-fn page(conn: &Connection, owner: UserId, query: TaskQuery) -> Result<TaskPage, DbError> {
+fn page(conn: &Connection, owner: Principal, query: TaskQuery) -> Result<TaskPage, DbError> {
     let mut stmt = match query.status {
         None => conn.prepare_cached(LIST_ALL)?,
         Some(_) => conn.prepare_cached(LIST_BY_STATUS)?,
     };
     let mut rows = match query.status {
-        None => stmt.query(params![owner.0])?,
-        Some(status) => stmt.query(params![owner.0, status.as_str()])?,
+        None => stmt.query(params![owner.user.0, owner.session.0])?,
+        Some(status) => stmt.query(params![owner.user.0, status.as_str(), owner.session.0])?,
     };
     let (limit, offset) = (query.limit.get() as usize, query.offset.get());
     let (mut tasks, mut total, mut skipped) = (Vec::with_capacity(limit), None, 0);
@@ -117,10 +125,10 @@ fn page(conn: &Connection, owner: UserId, query: TaskQuery) -> Result<TaskPage, 
     drop(rows);
     let total = match total {
         Some(total) => total,
-        // No row of the page carried the total: past the last page, no tasks at all, or no owner.
+        // No row of the page carried the total: past the last page, no tasks at all, or no live session.
         None => {
-            require_owner(conn, owner)?;
-            count(conn, owner, query.status)?
+            require_session(conn, owner)?;
+            count(conn, owner.user, query.status)?
         }
     };
     Ok(TaskPage {
@@ -142,7 +150,7 @@ fn count(conn: &Connection, owner: UserId, status: Option<TaskStatus>) -> Result
 /// `owner`'s task `id`, if it exists.
 pub(in crate::store) async fn get(
     db: &Sqlite,
-    owner: UserId,
+    owner: Principal,
     id: TaskId,
 ) -> Result<Option<Task>, StoreError> {
     db.read(move |conn| {
@@ -150,13 +158,13 @@ pub(in crate::store) async fn get(
             "SELECT ",
             columns!(),
             " FROM tasks WHERE id = ?1 AND user_id = ?2 AND ",
-            owner_exists!("?2")
+            session_live!("?2", "?3")
         ))?;
         let found = stmt
-            .query_row(params![id.0, owner.0], read_task)
+            .query_row(params![id.0, owner.user.0, owner.session.0], read_task)
             .optional()?;
         if found.is_none() {
-            require_owner(conn, owner)?;
+            require_session(conn, owner)?;
         }
         Ok(found)
     })
@@ -168,12 +176,12 @@ pub(in crate::store) async fn get(
 /// each land whole, one after the other, never a mix of two. `None` when there is no such task.
 pub(in crate::store) async fn update(
     db: &Sqlite,
-    owner: UserId,
+    owner: Principal,
     id: TaskId,
     changes: TaskChanges,
 ) -> Result<Option<Task>, StoreError> {
     db.write(move |conn| {
-        require_owner(conn, owner)?;
+        require_session(conn, owner)?;
         let mut stmt = conn.prepare_cached(concat!(
             "UPDATE tasks SET title = coalesce(?1, title), description = coalesce(?2, description), ",
             "status = coalesce(?3, status), updated_at = ?4 ",
@@ -187,7 +195,7 @@ pub(in crate::store) async fn update(
             changes.status().map(TaskStatus::as_str),
             now.as_str(),
             id.0,
-            owner.0,
+            owner.user.0,
         ];
         Ok(returning(&mut stmt, params, read_task)?)
     })
@@ -198,13 +206,13 @@ pub(in crate::store) async fn update(
 /// Deletes `owner`'s task `id`; `true` only when this call removed it.
 pub(in crate::store) async fn delete(
     db: &Sqlite,
-    owner: UserId,
+    owner: Principal,
     id: TaskId,
 ) -> Result<bool, StoreError> {
     db.write(move |conn| {
-        require_owner(conn, owner)?;
+        require_session(conn, owner)?;
         let mut stmt = conn.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND user_id = ?2")?;
-        Ok(stmt.execute(params![id.0, owner.0])? == 1)
+        Ok(stmt.execute(params![id.0, owner.user.0])? == 1)
     })
     .await
     .map_err(Into::into)
@@ -256,6 +264,12 @@ mod tests {
             [],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
+             VALUES (1, 1, 0, x'00', unixepoch() + 60)",
+            [],
+        )
+        .unwrap();
         for i in 0..30 {
             let status = if i % 3 == 0 { "completed" } else { "pending" };
             conn.execute(
@@ -265,7 +279,10 @@ mod tests {
             )
             .unwrap();
         }
-        let owner = UserId(1);
+        let owner = Principal {
+            user: UserId(1),
+            session: crate::domain::SessionId(1),
+        };
         for (limit, offset, status) in [
             (20, 0, None),
             (5, 3, None),

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{DbError, Sqlite, returning};
-use crate::domain::{Credentials, PasswordHash, Timestamp, User, UserId, Username};
+use crate::domain::{Credentials, PasswordHash, Principal, Timestamp, User, UserId, Username};
 use crate::store::StoreError;
 
 /// Creates a user. A username already taken (ignoring case) is [`DbError::Conflict`]: the UNIQUE constraint
@@ -49,41 +49,125 @@ pub(in crate::store) async fn find_credentials(
     .map_err(Into::into)
 }
 
-/// The user with this id, if it still exists.
-pub(in crate::store) async fn get(db: &Sqlite, id: UserId) -> Result<Option<User>, StoreError> {
+/// The condition that the session (`?2`) of the user `?1` is live, and the user there: one removed with foreign
+/// keys off (the `sqlite3` shell's default) leaves its sessions behind.
+macro_rules! session_live {
+    () => {
+        "EXISTS (SELECT 1 FROM sessions JOIN users ON users.id = sessions.user_id \
+         WHERE sessions.user_id = ?1 AND sessions.id = ?2 AND sessions.expires_at > unixepoch())"
+    };
+}
+
+/// The user `principal` speaks for, in a live session.
+pub(in crate::store) async fn get(db: &Sqlite, principal: Principal) -> Result<User, StoreError> {
     db.read(move |conn| {
-        let mut stmt = conn.prepare_cached("SELECT id, username FROM users WHERE id = ?1")?;
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT id, username FROM users WHERE id = ?1 AND ",
+            session_live!()
+        ))?;
         let found = stmt
-            .query_row([id.0], |row| {
+            .query_row(params![principal.user.0, principal.session.0], |row| {
                 Ok(User {
                     id: UserId(row.get(0)?),
                     username: row.get(1)?,
                 })
             })
             .optional()?;
-        Ok(found)
+        found.ok_or(DbError::NoSuchUser)
     })
     .await
     .map_err(Into::into)
 }
 
-/// Refuses an owner that no longer exists. Run first by every query made on a user's behalf, in the same round
-/// trip, so a token whose user is gone is refused wherever it is used.
-pub(super) fn require_owner(conn: &Connection, id: UserId) -> Result<(), DbError> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM users WHERE id = ?1")?
-        .exists([id.0])?;
-    if exists {
+/// Refuses a caller whose session is not live. Run by every query made on a user's behalf that cannot fold
+/// the check into its own statement, in the same round trip, so a token of an ended session is refused
+/// wherever it is used.
+pub(super) fn require_session(conn: &Connection, principal: Principal) -> Result<(), DbError> {
+    let live = conn
+        .prepare_cached(concat!("SELECT 1 WHERE ", session_live!()))?
+        .exists(params![principal.user.0, principal.session.0])?;
+    if live {
         Ok(())
     } else {
         Err(DbError::NoSuchUser)
     }
 }
 
-/// Refuses the user `id` if it no longer exists: for a request refused on its input, whose credentials come
+/// Refuses a caller whose session is not live: for a request refused on its input, whose credentials come
 /// first.
-pub(in crate::store) async fn require(db: &Sqlite, id: UserId) -> Result<(), StoreError> {
-    db.read(move |conn| require_owner(conn, id))
+pub(in crate::store) async fn require(db: &Sqlite, principal: Principal) -> Result<(), StoreError> {
+    db.read(move |conn| require_session(conn, principal))
         .await
         .map_err(Into::into)
+}
+
+/// The username and password hash of `principal`'s user, in a live session.
+pub(in crate::store) async fn credentials(
+    db: &Sqlite,
+    principal: Principal,
+) -> Result<(String, PasswordHash), StoreError> {
+    db.read(move |conn| {
+        let mut stmt = conn.prepare_cached(concat!(
+            "SELECT username, password_hash FROM users WHERE id = ?1 AND ",
+            session_live!()
+        ))?;
+        let found = stmt
+            .query_row(params![principal.user.0, principal.session.0], |row| {
+                Ok((row.get(0)?, PasswordHash::from_phc(row.get(1)?)))
+            })
+            .optional()?;
+        found.ok_or(DbError::NoSuchUser)
+    })
+    .await
+    .map_err(Into::into)
+}
+
+/// Sets the password and ends every other session of the user, in one transaction, if this session is live.
+pub(in crate::store) async fn set_password(
+    db: &Sqlite,
+    principal: Principal,
+    password_hash: PasswordHash,
+) -> Result<(), StoreError> {
+    db.write(move |conn| {
+        let tx = conn.transaction()?;
+        let changed = tx
+            .prepare_cached(concat!(
+                "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND ",
+                session_live!()
+            ))?
+            .execute(params![
+                principal.user.0,
+                principal.session.0,
+                password_hash.as_str()
+            ])?;
+        if changed != 1 {
+            return Err(DbError::NoSuchUser);
+        }
+        tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id <> ?2")?
+            .execute(params![principal.user.0, principal.session.0])?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await
+    .map_err(Into::into)
+}
+
+/// Removes the user, if this session is live; their tasks, counts and sessions go with them (ON DELETE
+/// CASCADE, with foreign keys on for every connection).
+pub(in crate::store) async fn delete(db: &Sqlite, principal: Principal) -> Result<(), StoreError> {
+    db.write(move |conn| {
+        let removed = conn
+            .prepare_cached(concat!(
+                "DELETE FROM users WHERE id = ?1 AND ",
+                session_live!()
+            ))?
+            .execute(params![principal.user.0, principal.session.0])?;
+        if removed == 1 {
+            Ok(())
+        } else {
+            Err(DbError::NoSuchUser)
+        }
+    })
+    .await
+    .map_err(Into::into)
 }

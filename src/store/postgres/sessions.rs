@@ -1,0 +1,131 @@
+//! Sessions in PostgreSQL: one row per live session, keyed by its user.
+
+use std::time::Duration;
+
+use super::{Postgres, Retry};
+use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
+use crate::store::StoreError;
+use crate::store::sessions::MAX_PER_USER;
+
+/// Expired sessions removed by each login, at most.
+const PRUNED_PER_LOGIN: i64 = 16;
+
+/// Starts a session, in one statement that also removes up to [`PRUNED_PER_LOGIN`] expired sessions of anyone
+/// and the user's sessions beyond the newest [`MAX_PER_USER`] - 1.
+pub(in crate::store) async fn start(
+    db: &Postgres,
+    session: Principal,
+    refresh: RefreshHash,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let seconds = ttl_seconds(ttl);
+    db.run(Retry::Write, || async move {
+        let (client, stmt) = db
+            .prepared(
+                "WITH pruned AS (DELETE FROM sessions WHERE (user_id, id) IN (SELECT user_id, id FROM sessions \
+                 WHERE expires_at <= now() ORDER BY expires_at LIMIT $5 FOR UPDATE SKIP LOCKED)), \
+                 capped AS (DELETE FROM sessions WHERE user_id = $1 AND id IN (SELECT id FROM sessions \
+                 WHERE user_id = $1 ORDER BY expires_at DESC OFFSET $6)) \
+                 INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
+                 VALUES ($1, $2, 0, $3, now() + $4 * interval '1 second')",
+            )
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &session.user.0,
+            &session.session.0,
+            &&refresh.0[..],
+            &seconds,
+            &PRUNED_PER_LOGIN,
+            &(MAX_PER_USER - 1),
+        ];
+        client.execute(&stmt, &params).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Rotates the session's refresh token when `presented` is its current one (one statement, so of concurrent
+/// refreshes with one token exactly one matches); otherwise, if `presented` is authentic and the session has
+/// moved past its generation, it was spent before: the session ends.
+pub(in crate::store) async fn refresh(
+    db: &Postgres,
+    presented: PresentedRefresh,
+    next: RefreshHash,
+    ttl: Duration,
+) -> Result<Rotation, StoreError> {
+    let seconds = ttl_seconds(ttl);
+    let (user, session) = (presented.session.user.0, presented.session.session.0);
+    let rotated = db
+        .run(Retry::Write, || async move {
+            let (client, stmt) = db
+                .prepared(
+                    "UPDATE sessions SET generation = generation + 1, refresh_hash = $5, \
+                     expires_at = now() + $6 * interval '1 second' \
+                     WHERE user_id = $1 AND id = $2 AND generation = $3 AND refresh_hash = $4 \
+                     AND expires_at > now()",
+                )
+                .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                &user,
+                &session,
+                &presented.generation,
+                &&presented.hash.0[..],
+                &&next.0[..],
+                &seconds,
+            ];
+            Ok(client.execute(&stmt, &params).await? == 1)
+        })
+        .await?;
+    if rotated {
+        return Ok(Rotation::Rotated);
+    }
+    if !presented.authentic {
+        return Ok(Rotation::Refused);
+    }
+    let ended = db
+        .run(Retry::Write, || async move {
+            let (client, stmt) = db
+                .prepared("DELETE FROM sessions WHERE user_id = $1 AND id = $2 AND generation > $3")
+                .await?;
+            Ok(client
+                .execute(&stmt, &[&user, &session, &presented.generation])
+                .await?
+                == 1)
+        })
+        .await?;
+    Ok(if ended {
+        Rotation::Replayed
+    } else {
+        Rotation::Refused
+    })
+}
+
+/// Ends the session, or all of the user's, if the session is live.
+pub(in crate::store) async fn end(
+    db: &Postgres,
+    principal: Principal,
+    everywhere: bool,
+) -> Result<(), StoreError> {
+    db.run(Retry::Write, || async move {
+        let (client, stmt) = db
+            .prepared(
+                "WITH me AS (SELECT 1 FROM sessions WHERE user_id = $1 AND id = $2 AND expires_at > now()), \
+                 ended AS (DELETE FROM sessions WHERE user_id = $1 AND (id = $2 OR $3) \
+                 AND EXISTS (SELECT 1 FROM me) RETURNING 1) SELECT count(*) FROM me",
+            )
+            .await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&principal.user.0, &principal.session.0, &everywhere];
+        let live: i64 = client.query_one(&stmt, &params).await?.get(0);
+        if live == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchUser.into())
+        }
+    })
+    .await
+}
+
+fn ttl_seconds(ttl: Duration) -> f64 {
+    ttl.as_secs_f64()
+}
