@@ -269,18 +269,19 @@ fn failed_login(address: &str, client: &str, username: &str) -> u16 {
 
 #[test]
 fn failed_logins_spread_round_robin_over_replicas_share_one_limit_that_outlives_a_restart() {
-    let Some(mut replicas) = Replicas::start("tasky_replicas_limit", &[("LOGIN_RATE_LIMIT", "5")])
+    // A limit of 3 drains one attempt each 20 s: the test cannot outlast it.
+    let Some(mut replicas) = Replicas::start("tasky_replicas_limit", &[("LOGIN_RATE_LIMIT", "3")])
     else {
         return;
     };
     user(replicas.address(0), "target");
-    // Five failures over three processes, then the sixth is refused on whichever process gets it.
-    for attempt in 0..5 {
+    // Three failures, one on each process, then the fourth is refused on whichever process gets it.
+    for attempt in 0..3 {
         let status = failed_login(replicas.address(attempt), "127.0.0.31", "target");
         assert_eq!(status, 401, "attempt {attempt}");
     }
     for i in 0..REPLICAS {
-        let status = failed_login(replicas.address(5 + i), "127.0.0.31", "TARGET");
+        let status = failed_login(replicas.address(3 + i), "127.0.0.31", "TARGET");
         assert_eq!(status, 429, "replica {i}");
     }
     // A restarted process has not forgotten.
@@ -302,7 +303,7 @@ fn failed_logins_spread_round_robin_over_replicas_share_one_limit_that_outlives_
 fn behind_nginx_failed_logins_hit_429_at_the_limit_whichever_replica_serves_them() {
     let Some(replicas) = Replicas::start(
         "tasky_replicas_nginx",
-        &[("LOGIN_RATE_LIMIT", "4"), ("TRUST_PROXY", "X-Real-IP")],
+        &[("LOGIN_RATE_LIMIT", "3"), ("TRUST_PROXY", "X-Real-IP")],
     ) else {
         return;
     };
@@ -312,13 +313,13 @@ fn behind_nginx_failed_logins_hit_429_at_the_limit_whichever_replica_serves_them
         return;
     };
     user(replicas.address(0), "proxied");
-    for attempt in 0..4 {
+    for attempt in 0..3 {
         let status = failed_login(&nginx.address, "127.0.0.41", "proxied");
         assert_eq!(status, 401, "attempt {attempt}");
     }
     for attempt in 0..REPLICAS {
         let status = failed_login(&nginx.address, "127.0.0.41", "proxied");
-        assert_eq!(status, 429, "attempt {}", 4 + attempt);
+        assert_eq!(status, 429, "attempt {}", 3 + attempt);
     }
     assert_eq!(failed_login(&nginx.address, "127.0.0.42", "proxied"), 401);
     // nginx did spread them: every replica logged one of the refusals of 127.0.0.41.
