@@ -49,6 +49,7 @@ enum Data {
 /// The service under test and its database.
 pub struct TestApp {
     pub api: Route,
+    config: Config,
     data: Data,
 }
 
@@ -57,6 +58,7 @@ pub struct TestApp {
 pub struct TestUser {
     pub id: i64,
     pub token: String,
+    pub refresh: String,
 }
 
 impl TestApp {
@@ -89,8 +91,25 @@ impl TestApp {
             .expect("open the test database");
         Some(Self {
             api: api(AppState::new(&config, store)),
+            config,
             data,
         })
+    }
+
+    /// The service again, as another process would run it on the same database, with its configuration
+    /// changed by `adjust`.
+    pub async fn another_process(&self, adjust: impl FnOnce(&mut Config)) -> Route {
+        let mut config = self.config.clone();
+        adjust(&mut config);
+        let store = Store::connect(&config.database)
+            .await
+            .expect("open the test database again");
+        api(AppState::new(&config, store))
+    }
+
+    /// Sends `request` to `api`, another process's (see [`TestApp::another_process`]).
+    pub async fn send_to(api: &Route, request: RequestBuilder) -> Response<Bytes> {
+        request.reply(api).await
     }
 
     /// Runs `statement` on the database underneath the API, for tests that look or reach under it; the rows
@@ -180,11 +199,16 @@ impl TestApp {
             "login of {username}: {:?}",
             login.body()
         );
-        let token = body(&login)["access_token"]
+        let login = body(&login);
+        let token = login["access_token"]
             .as_str()
             .expect("access_token")
             .to_owned();
-        TestUser { id, token }
+        let refresh = login["refresh_token"]
+            .as_str()
+            .expect("refresh_token")
+            .to_owned();
+        TestUser { id, token, refresh }
     }
 
     /// Creates a task for `user` and returns it as answered.

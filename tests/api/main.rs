@@ -24,4 +24,5 @@ mod concurrency;
 mod errors;
 mod helpers;
 mod meta;
+mod sessions;
 mod tasks;
