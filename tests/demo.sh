@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A walk through the Tasky API with curl: sign up, log in, then create, list, read, update and delete a task,
-# and see the 401s for a missing API key and a missing token. Every step checks the status it gets and the
+# see the 401s for a missing API key and a missing token, refresh the tokens, and log out. Every step checks the status it gets and the
 # script stops with exit status 1 at the first surprise.
 #
 #   tests/demo.sh [BASE_URL]          (default http://127.0.0.1:8000)
@@ -66,7 +66,9 @@ call 201 "POST /signup" -X POST "$BASE/signup" \
 call 200 "POST /token" -X POST "$BASE/token" \
   --data-urlencode "username=$USERNAME" --data-urlencode "password=$PASSWORD"
 TOKEN="$(field access_token)"
+REFRESH="$(field refresh_token)"
 [[ -n "$TOKEN" ]] || { echo "FAIL  POST /token: no access_token in the answer" >&2; exit 1; }
+[[ -n "$REFRESH" ]] || { echo "FAIL  POST /token: no refresh_token in the answer" >&2; exit 1; }
 
 # Every task route needs both the bearer token and the API key.
 AUTH=(-H "Authorization: Bearer $TOKEN" -H "X-API-Key: $API_KEY")
@@ -106,5 +108,21 @@ expect "missing key detail" "$(field detail)" "Invalid or missing API key"
 call 401 "GET /tasks without a token" -H "X-API-Key: $API_KEY" "$BASE/tasks"
 expect "missing token detail" "$(field detail)" "Could not validate credentials"
 expect "missing token challenge" "$(header www-authenticate)" "Bearer"
+
+# 9. Refresh: the refresh token buys a new pair, and is spent.
+call 200 "POST /token (refresh grant)" -X POST "$BASE/token" \
+  --data-urlencode "grant_type=refresh_token" --data-urlencode "refresh_token=$REFRESH"
+TOKEN="$(field access_token)"
+REFRESH="$(field refresh_token)"
+AUTH=(-H "Authorization: Bearer $TOKEN" -H "X-API-Key: $API_KEY")
+call 200 "GET /users/me with the new token" "${AUTH[@]}" "$BASE/users/me"
+
+# 10. Log out: the session ends, its access and refresh tokens with it.
+call 204 "POST /logout" -X POST "$BASE/logout" "${AUTH[@]}"
+call 401 "GET /users/me after logout" "${AUTH[@]}" "$BASE/users/me"
+expect "after logout detail" "$(field detail)" "Could not validate credentials"
+call 401 "POST /token (refresh) after logout" -X POST "$BASE/token" \
+  --data-urlencode "grant_type=refresh_token" --data-urlencode "refresh_token=$REFRESH"
+expect "refresh after logout detail" "$(field detail)" "Invalid refresh token"
 
 echo "demo: all steps answered as expected"

@@ -1,5 +1,5 @@
 //! Several Tasky processes on one PostgreSQL database behave as one service (API.md, "Several processes on one
-//! PostgreSQL database"): they start together and migrate once, honour each other's tokens, decide races across
+//! PostgreSQL database"): they start together and migrate once, honour each other's tokens and logouts, decide races across
 //! processes as one process would, share one login rate limit (directly and behind nginx), and lose nothing
 //! when one of them is killed or stopped under load. Each test starts three binaries on a fresh schema of the
 //! server `TASKY_TEST_DATABASE_URL` names; skipped, with one line saying so, without it. (PostgreSQL restarted
@@ -441,4 +441,47 @@ fn sigterm_of_one_replica_behind_nginx_loses_no_request_and_the_others_go_on() {
     );
     let answered = answered.lock().unwrap().clone();
     assert_all_kept(replicas.address(0), &[token], &answered);
+}
+
+#[test]
+fn a_logout_on_one_replica_is_in_force_on_every_other_for_the_very_next_request() {
+    let Some(replicas) = Replicas::start("tasky_replicas_logout", &[]) else {
+        return;
+    };
+    user(replicas.address(0), "leaver");
+    let form = format!("username=leaver&password={}", PASSWORD.replace(' ', "+"));
+    let login = send(
+        replicas.address(0),
+        "POST",
+        "/token",
+        &[],
+        Some(("application/x-www-form-urlencoded", &form)),
+    )
+    .unwrap()
+    .json();
+    let (token, refresh) = (
+        login["access_token"].as_str().unwrap(),
+        login["refresh_token"].as_str().unwrap(),
+    );
+    for i in 0..REPLICAS {
+        let me = authorized(replicas.address(i), token, "GET", "/users/me", None).unwrap();
+        assert_eq!(me.status, 200, "replica {i}");
+    }
+    let out = authorized(replicas.address(1), token, "POST", "/logout", None).unwrap();
+    assert_eq!(out.status, 204);
+    for i in [2, 0] {
+        let me = authorized(replicas.address(i), token, "GET", "/users/me", None).unwrap();
+        assert_eq!(me.status, 401, "replica {i}: {}", me.body);
+        assert_eq!(me.json()["detail"], "Could not validate credentials");
+        let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+        let refreshed = send(
+            replicas.address(i),
+            "POST",
+            "/token",
+            &[],
+            Some(("application/x-www-form-urlencoded", &form)),
+        )
+        .unwrap();
+        assert_eq!(refreshed.status, 401, "replica {i}: {}", refreshed.body);
+    }
 }
