@@ -241,6 +241,45 @@ async fn schemas_carry_the_contracts_limits() {
 }
 
 #[tokio::test]
+async fn the_document_covers_the_refresh_grant_and_the_session_operations() {
+    let app = test_app!();
+    let document = document(&app).await;
+    let schemas = &document["components"]["schemas"];
+    let form = &schemas["LoginForm"]["properties"];
+    assert_eq!(form["grant_type"]["pattern"], "^(password|refresh_token)?$");
+    assert!(form["refresh_token"].is_object(), "{form}");
+    let token = &schemas["AccessToken"];
+    assert!(token["properties"]["refresh_token"].is_object(), "{token}");
+    assert!(
+        token["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("refresh_token"))
+    );
+    let change = &schemas["PasswordChangeRequest"];
+    assert_eq!(
+        change["required"],
+        json!(["current_password", "new_password"])
+    );
+    assert_eq!(change["properties"]["new_password"]["minLength"], 8);
+    let paths = &document["paths"];
+    for (path, method, id) in [
+        ("/logout", "post", "log_out"),
+        ("/users/me/password", "put", "change_password"),
+        ("/users/me", "delete", "delete_current_user"),
+    ] {
+        assert_eq!(paths[path][method]["operationId"], id);
+    }
+    let all = &paths["/logout"]["post"]["parameters"][0];
+    assert_eq!((&all["name"], &all["in"]), (&json!("all"), &json!("query")));
+    assert_eq!(all["schema"]["type"], "boolean");
+    assert_eq!(all["required"], false);
+    // Swagger UI's password flow still logs in at /token.
+    let flows = &document["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"];
+    assert_eq!(flows["password"]["tokenUrl"], "/token");
+}
+
+#[tokio::test]
 async fn responses_document_every_status_header_and_an_example() {
     let app = test_app!();
     let document = document(&app).await;
