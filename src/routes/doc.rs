@@ -172,7 +172,8 @@ request_schema!(
         )
         .property(
             "refresh_token",
-            string_schema("The refresh token of the last answer (refresh grant)").min_length(Some(1))
+            // Empty counts as not sent, as for every field of this form.
+            string_schema("The refresh token of the last answer (refresh grant)")
         )
         .property("scope", string_schema("Ignored"))
         .property("client_id", string_schema("Ignored"))
