@@ -57,6 +57,16 @@ async fn assert_ended(app: &TestApp, token: &str) {
     assert_detail(&response, 401, "Could not validate credentials");
 }
 
+/// Every one of these sessions has ended: its access tokens and its refresh token are refused.
+async fn assert_all_ended(app: &TestApp, tokens: &[&String], refreshes: &[&String]) {
+    for token in tokens {
+        assert_ended(app, token).await;
+    }
+    for refresh in refreshes {
+        assert_refresh_refused(&app.send(refresh_request(refresh)).await);
+    }
+}
+
 /// A refresh token is refused.
 fn assert_refresh_refused(response: &Response<Bytes>) {
     assert_detail(response, 401, "Invalid refresh token");
@@ -230,12 +240,12 @@ async fn logout_all_ends_every_session_of_the_user_and_no_one_elses() {
         .send(with_token(request("POST", "/logout?all=true"), &phone))
         .await;
     assert_eq!(response.status(), 204);
-    for token in [&alice.token, &phone] {
-        assert_ended(&app, token).await;
-    }
-    for refresh in [&alice.refresh, &phone_refresh] {
-        assert_refresh_refused(&app.send(refresh_request(refresh)).await);
-    }
+    assert_all_ended(
+        &app,
+        &[&alice.token, &phone],
+        &[&alice.refresh, &phone_refresh],
+    )
+    .await;
     assert_live(&app, &bob.token).await;
     // A new login starts afresh.
     let (token, _) = login(&app, "alice", PASSWORD).await;
@@ -386,12 +396,12 @@ async fn deleting_the_account_removes_the_user_their_tasks_and_sessions_and_free
         .send(with_token(request("DELETE", "/users/me"), &alice.token))
         .await;
     assert_eq!(response.status(), 204);
-    for token in [&alice.token, &phone] {
-        assert_ended(&app, token).await;
-    }
-    for refresh in [&alice.refresh, &phone_refresh] {
-        assert_refresh_refused(&app.send(refresh_request(refresh)).await);
-    }
+    assert_all_ended(
+        &app,
+        &[&alice.token, &phone],
+        &[&alice.refresh, &phone_refresh],
+    )
+    .await;
     let left = |table: &str| format!("SELECT count(*) FROM {table} WHERE user_id = {}", alice.id);
     for table in ["tasks", "sessions"] {
         assert_eq!(

@@ -63,21 +63,34 @@ pub(in crate::store) async fn find_credentials(
 
 /// The user `principal` speaks for, in a live session.
 pub(in crate::store) async fn get(db: &Postgres, principal: Principal) -> Result<User, StoreError> {
+    let row = live_user(
+        db,
+        principal,
+        concat!(
+            "SELECT id, username FROM users WHERE id = $1 AND ",
+            session_live!()
+        ),
+    )
+    .await?;
+    Ok(User {
+        id: UserId(row.get(0)),
+        username: row.get(1),
+    })
+}
+
+/// The row `sql` selects for `principal`'s user (`$1`) in its session (`$2`); [`StoreError::NoSuchUser`] when
+/// there is none, the session not being live.
+async fn live_user(
+    db: &Postgres,
+    principal: Principal,
+    sql: &'static str,
+) -> Result<tokio_postgres::Row, StoreError> {
     db.run(Retry::Read, || async move {
-        let (client, stmt) = db
-            .prepared(concat!(
-                "SELECT id, username FROM users WHERE id = $1 AND ",
-                session_live!()
-            ))
-            .await?;
+        let (client, stmt) = db.prepared(sql).await?;
         let row = client
             .query_opt(&stmt, &[&principal.user.0, &principal.session.0])
-            .await?
-            .ok_or(StoreError::NoSuchUser)?;
-        Ok(User {
-            id: UserId(row.get(0)),
-            username: row.get(1),
-        })
+            .await?;
+        row.ok_or_else(|| StoreError::NoSuchUser.into())
     })
     .await
 }
@@ -118,20 +131,16 @@ pub(in crate::store) async fn credentials(
     db: &Postgres,
     principal: Principal,
 ) -> Result<(String, PasswordHash), StoreError> {
-    db.run(Retry::Read, || async move {
-        let (client, stmt) = db
-            .prepared(concat!(
-                "SELECT username, password_hash FROM users WHERE id = $1 AND ",
-                session_live!()
-            ))
-            .await?;
-        let row = client
-            .query_opt(&stmt, &[&principal.user.0, &principal.session.0])
-            .await?
-            .ok_or(StoreError::NoSuchUser)?;
-        Ok((row.get(0), PasswordHash::from_phc(row.get(1))))
-    })
-    .await
+    let row = live_user(
+        db,
+        principal,
+        concat!(
+            "SELECT username, password_hash FROM users WHERE id = $1 AND ",
+            session_live!()
+        ),
+    )
+    .await?;
+    Ok((row.get(0), PasswordHash::from_phc(row.get(1))))
 }
 
 /// Sets the password and ends every other session of the user, in one statement, if this session is live.
