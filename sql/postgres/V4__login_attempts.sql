@@ -26,54 +26,63 @@ CREATE FUNCTION login_attempts_level(level DOUBLE PRECISION, capacity DOUBLE PRE
     SELECT GREATEST(level - EXTRACT(EPOCH FROM (now - at))::DOUBLE PRECISION * capacity / 60, 0)
 $$;
 
+-- Takes, in key order, a transaction-scoped advisory lock for each of `keys`. Every function here that changes
+-- buckets takes those of the keys it touches first: calls that share a bucket then run one after the other
+-- whatever each finds or creates on the way, and, all taking them in one order, can never wait for each other
+-- in a circle. (Row locks alone cannot promise that: a bucket another call creates or removes meanwhile is not
+-- there to be locked in order.) The pruning below only takes rows no one has locked, and never waits.
+CREATE FUNCTION login_attempts_lock(keys BYTEA[]) RETURNS VOID LANGUAGE plpgsql AS $$
+DECLARE
+    k BYTEA;
+BEGIN
+    FOR k IN SELECT DISTINCT u FROM unnest(keys) AS u ORDER BY u LOOP
+        PERFORM pg_advisory_xact_lock(('x' || encode(substring(k FROM 1 FOR 8), 'hex'))::bit(64)::bigint);
+    END LOOP;
+END
+$$;
+
 -- Counts one login attempt against every bucket in `keys` (each with its capacity), all or none: the answer is
 -- 0 when it was counted, else the seconds to wait until every bucket has room. One call, one round trip.
 --
--- The buckets that exist are locked in key order first, so concurrent attempts on one bucket are counted one
--- after another and none slips past a full bucket; deadlocks cannot arise, since every caller locks in the same
--- order and the pruning at the end never waits for a lock. A bucket that did not exist is created by an upsert
--- that checks the level again, in case a concurrent attempt created it meanwhile; refused there, the attempt
--- still counted in the other buckets, which errs towards refusing.
+-- Calls on one bucket run one after another (login_attempts_lock), so none slips past a full bucket. A refused
+-- attempt writes nothing: rows appear only for counted attempts.
 CREATE FUNCTION login_attempt(keys BYTEA[], capacities DOUBLE PRECISION[]) RETURNS DOUBLE PRECISION
     LANGUAGE plpgsql AS $$
 DECLARE
-    now     TIMESTAMPTZ := clock_timestamp();
-    wait    DOUBLE PRECISION;
-    counted INTEGER;
+    now  TIMESTAMPTZ;
+    wait DOUBLE PRECISION;
 BEGIN
+    PERFORM login_attempts_lock(keys);
+    -- After the wait for the lock, so that an attempt is counted at the time it is counted.
+    now := clock_timestamp();
     SELECT max((login_attempts_level(a.level, a.capacity, a.at, now) - (a.capacity - 1)) * 60 / a.capacity)
         INTO wait
-        FROM (SELECT * FROM login_attempts WHERE key = ANY (keys) ORDER BY key FOR UPDATE) AS a;
+        FROM login_attempts AS a WHERE key = ANY (keys);
     IF wait > 0 THEN
         RETURN wait;
     END IF;
 
-    WITH counting AS (
-        INSERT INTO login_attempts AS a (key, level, capacity, at)
-            SELECT k.key, 1, k.capacity, now FROM unnest(keys, capacities) AS k (key, capacity) ORDER BY k.key
-            ON CONFLICT (key) DO UPDATE
-                SET level = login_attempts_level(a.level, a.capacity, a.at, now) + 1,
-                    capacity = excluded.capacity,
-                    at = now
-                WHERE login_attempts_level(a.level, a.capacity, a.at, now) <= a.capacity - 1
-            RETURNING 1
-    )
-    SELECT count(*) INTO counted FROM counting;
+    INSERT INTO login_attempts AS a (key, level, capacity, at)
+            SELECT k.key, 1, k.capacity, now FROM unnest(keys, capacities) AS k (key, capacity)
+        ON CONFLICT (key) DO UPDATE
+            SET level = login_attempts_level(a.level, a.capacity, a.at, now) + 1,
+                capacity = excluded.capacity,
+                at = now;
 
     DELETE FROM login_attempts WHERE key IN (
         SELECT key FROM login_attempts WHERE at < now - INTERVAL '1 minute'
             ORDER BY at LIMIT 16 FOR UPDATE SKIP LOCKED);
 
-    IF counted < cardinality(keys) THEN
-        RETURN (SELECT 60 / min(c) FROM unnest(capacities) AS c);
-    END IF;
     RETURN 0;
 END
 $$;
 
 -- A login that succeeded: its attempt does not count. The bucket of `pair` (this username from this address)
 -- empties; the one of `address` gives one attempt back.
-CREATE FUNCTION login_succeeded(pair BYTEA, address BYTEA) RETURNS VOID LANGUAGE sql AS $$
+CREATE FUNCTION login_succeeded(pair BYTEA, address BYTEA) RETURNS VOID LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM login_attempts_lock(ARRAY[pair, address]);
     DELETE FROM login_attempts WHERE key = pair;
     UPDATE login_attempts SET level = GREATEST(level - 1, 0) WHERE key = address;
+END
 $$;

@@ -496,3 +496,33 @@ async fn idle_login_buckets_are_pruned_by_the_attempts_that_follow() {
     // The idle ones are gone; the live ones and the new ones stay.
     assert_eq!(count().await, (3 + 4).to_string());
 }
+
+#[tokio::test]
+async fn attempts_and_successes_at_once_on_one_bucket_never_deadlock() {
+    let Some((store, _schema)) = postgres_store(8).await else {
+        return;
+    };
+    // Logins of one user from one address, some failing and some succeeding, all at once: counting locks
+    // both buckets in key order, and so must forgiving, or the two wait for each other.
+    for round in 0..5u8 {
+        let (pair, address) = if round % 2 == 0 {
+            (key(200), key(100))
+        } else {
+            (key(100), key(200))
+        };
+        let buckets = [(pair, 1000.0), (address, 10_000.0)];
+        let calls = (0..64).map(|i| {
+            let store = store.clone();
+            async move {
+                if i % 2 == 0 {
+                    logins::count(&store, &buckets).await.map(|_| ())
+                } else {
+                    logins::forgive(&store, pair, address).await
+                }
+            }
+        });
+        for outcome in join_all(calls).await {
+            assert_eq!(outcome, Ok(()), "round {round}");
+        }
+    }
+}
