@@ -211,11 +211,8 @@ pub mod sessions {
     use super::{Store, StoreError};
     use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
 
-    /// The most sessions one user keeps: a login past it ends the one least recently refreshed.
-    pub const MAX_PER_USER: i64 = 64;
-
     /// Starts `session` with the refresh token `refresh`, which expires after `ttl`. Prunes a few expired
-    /// sessions on the way, so storage does not grow with logins.
+    /// sessions on the way (ended ones are deleted when they end), so storage holds live sessions only.
     pub async fn start(
         store: &Store,
         session: Principal,

@@ -5,13 +5,13 @@ use std::time::Duration;
 use super::{Postgres, Retry};
 use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
 use crate::store::StoreError;
-use crate::store::sessions::MAX_PER_USER;
 
 /// Expired sessions removed by each login, at most.
 const PRUNED_PER_LOGIN: i64 = 16;
 
-/// Starts a session, in one statement that also removes up to [`PRUNED_PER_LOGIN`] expired sessions of anyone
-/// and the user's sessions beyond the newest [`MAX_PER_USER`] - 1.
+/// Starts a session, in one statement that also removes up to [`PRUNED_PER_LOGIN`] expired sessions (of anyone:
+/// a user who never logs in again leaves them behind). The pruning skips rows another login has locked, so
+/// logins never wait for each other here.
 pub(in crate::store) async fn start(
     db: &Postgres,
     session: Principal,
@@ -23,20 +23,17 @@ pub(in crate::store) async fn start(
         let (client, stmt) = db
             .prepared(
                 "WITH pruned AS (DELETE FROM sessions WHERE (user_id, id) IN (SELECT user_id, id FROM sessions \
-                 WHERE expires_at <= now() ORDER BY expires_at LIMIT $5 FOR UPDATE SKIP LOCKED)), \
-                 capped AS (DELETE FROM sessions WHERE user_id = $1 AND id IN (SELECT id FROM sessions \
-                 WHERE user_id = $1 ORDER BY expires_at DESC OFFSET $6)) \
+                 WHERE expires_at <= now() ORDER BY expires_at LIMIT $5 FOR UPDATE SKIP LOCKED)) \
                  INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
                  VALUES ($1, $2, 0, $3, now() + $4 * interval '1 second')",
             )
             .await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
             &session.user.0,
             &session.session.0,
             &&refresh.0[..],
             &seconds,
             &PRUNED_PER_LOGIN,
-            &(MAX_PER_USER - 1),
         ];
         client.execute(&stmt, &params).await?;
         Ok(())

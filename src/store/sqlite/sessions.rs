@@ -8,13 +8,12 @@ use rusqlite::params;
 use super::{DbError, Sqlite};
 use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
 use crate::store::StoreError;
-use crate::store::sessions::MAX_PER_USER;
 
 /// Expired sessions removed by each login, at most.
 const PRUNED_PER_LOGIN: i64 = 16;
 
-/// Starts a session, removing up to [`PRUNED_PER_LOGIN`] expired sessions of anyone and the user's sessions
-/// beyond the newest [`MAX_PER_USER`] - 1, in one transaction.
+/// Starts a session, removing up to [`PRUNED_PER_LOGIN`] expired sessions (of anyone: a user who never logs in
+/// again leaves them behind), in one transaction.
 pub(in crate::store) async fn start(
     db: &Sqlite,
     session: Principal,
@@ -29,11 +28,6 @@ pub(in crate::store) async fn start(
              WHERE expires_at <= unixepoch() ORDER BY expires_at LIMIT ?1)",
         )?
         .execute([PRUNED_PER_LOGIN])?;
-        tx.prepare_cached(
-            "DELETE FROM sessions WHERE user_id = ?1 AND id IN (SELECT id FROM sessions \
-             WHERE user_id = ?1 ORDER BY expires_at DESC LIMIT -1 OFFSET ?2 - 1)",
-        )?
-        .execute(params![session.user.0, MAX_PER_USER])?;
         tx.prepare_cached(
             "INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
              VALUES (?1, ?2, 0, ?3, unixepoch() + ?4)",
