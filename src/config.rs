@@ -422,6 +422,8 @@ mod tests {
         assert_eq!(config.cors_origins, CorsOrigins::None);
         assert_eq!(config.login_rate_limit, 10);
         assert_eq!(config.trust_proxy, TrustProxy::No);
+        assert!(config.jwt_secret_previous.is_none());
+        assert_eq!(config.refresh_ttl, Duration::from_secs(30 * 86_400));
     }
 
     #[test]
@@ -439,8 +441,18 @@ mod tests {
             ),
             ("LOGIN_RATE_LIMIT", "0"),
             ("TRUST_PROXY", "true"),
+            (
+                "JWT_SECRET_PREVIOUS",
+                "the-secret-before-this-one-0123456789",
+            ),
+            ("REFRESH_TOKEN_TTL_DAYS", "7"),
         ])
         .unwrap();
+        assert_eq!(
+            config.jwt_secret_previous.as_ref().map(Secret::expose),
+            Some(&b"the-secret-before-this-one-0123456789"[..])
+        );
+        assert_eq!(config.refresh_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(
             config.cors_origins,
             CorsOrigins::List(vec![
@@ -517,6 +529,25 @@ mod tests {
         assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "-1")]), "LOGIN_RATE_LIMIT");
         assert_eq!(rejected(&[("LOGIN_RATE_LIMIT", "ten")]), "LOGIN_RATE_LIMIT");
         assert_eq!(rejected(&[("TRUST_PROXY", "X Real IP")]), "TRUST_PROXY");
+        let secret = ("JWT_SECRET", "a-secret-of-a-decent-length-0123456789");
+        assert_eq!(
+            rejected(&[secret, ("JWT_SECRET_PREVIOUS", "too-short-secret")]),
+            "JWT_SECRET_PREVIOUS"
+        );
+        assert_eq!(
+            rejected(&[(
+                "JWT_SECRET_PREVIOUS",
+                "a-secret-of-a-decent-length-0123456789"
+            )]),
+            "JWT_SECRET_PREVIOUS",
+            "a previous secret without a current one"
+        );
+        for days in ["0", "3651", "a month"] {
+            assert_eq!(
+                rejected(&[("REFRESH_TOKEN_TTL_DAYS", days)]),
+                "REFRESH_TOKEN_TTL_DAYS"
+            );
+        }
         assert_eq!(rejected(&[("TRUST_PROXY", "X-Real-IP:")]), "TRUST_PROXY");
     }
 

@@ -13,6 +13,8 @@ fn a_bad_value_stops_the_start_with_one_line_naming_the_variable() {
         ("PORT", "eighty"),
         ("HOST", "not-an-address"),
         ("TOKEN_TTL_MINUTES", "0"),
+        ("REFRESH_TOKEN_TTL_DAYS", "0"),
+        ("JWT_SECRET_PREVIOUS", "only-twenty-six-bytes-long"),
         ("DATABASE_PATH", ":memory:"),
         ("DATABASE_PATH", "/nonexistent-directory/for/tasky.db"),
         ("API_KEY", "has spaces"),
