@@ -22,7 +22,7 @@ use crate::filters::{
 };
 use crate::limiter::{LoginLimiter, RetryAfter};
 use crate::state::{AppState, Route};
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreError};
 
 /// Every endpoint of this module.
 pub fn routes(state: &AppState) -> Route {
@@ -340,17 +340,32 @@ async fn log_in(
         .begin(&username, address)
         .await?
         .map_err(|RetryAfter(retry_after)| Error::TooManyAttempts { retry_after })?;
-    let credentials = store::users::find_credentials(&store, &username).await?;
+    // A name that breaks the signup rules belongs to no one, and is not looked up: a database's own case folding
+    // (PostgreSQL's lower() under a UTF-8 locale folds more than ASCII) must not match it to a user, nor give
+    // it a rate-limit bucket of its own.
+    let credentials = match Username::parse(username) {
+        Ok(name) => store::users::find_credentials(&store, name.as_str()).await?,
+        Err(_) => None,
+    };
     let (user_id, stored_hash) = credentials.map(|c| (c.id, c.password_hash)).unzip();
     // Unknown users are verified against a dummy hash: both failures cost one Argon2id verification.
-    let valid = passwords.verify(password, stored_hash).await?;
-    let user = user_id.filter(|_| valid).ok_or(Error::BadCredentials)?;
+    let valid = passwords.verify(password, stored_hash.clone()).await?;
+    let (user, verified) = user_id
+        .zip(stored_hash)
+        .filter(|_| valid)
+        .ok_or(Error::BadCredentials)?;
     let session = Principal {
         user,
         session: SessionId::random(),
     };
     let (refresh_token, refresh_hash) = tokens.issue_refresh(session, 0);
-    store::sessions::start(&store, session, refresh_hash, tokens.refresh_ttl()).await?;
+    // The session starts only if the password just verified is still the user's: a password changed (or the
+    // account deleted) meanwhile turns this login down, as it would have been a moment later.
+    let ttl = tokens.refresh_ttl();
+    match store::sessions::start(&store, session, &verified, refresh_hash, ttl).await {
+        Err(StoreError::NoSuchUser) => return Err(Error::BadCredentials),
+        started => started?,
+    }
     attempt.succeeded(&limiter).await;
     token_answer(&tokens, session, refresh_token)
 }

@@ -209,18 +209,22 @@ pub mod sessions {
     use std::time::Duration;
 
     use super::{Store, StoreError};
-    use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
+    use crate::domain::{PasswordHash, PresentedRefresh, Principal, RefreshHash, Rotation};
 
-    /// Starts `session` with the refresh token `refresh`, which expires after `ttl`. Prunes a few expired
-    /// sessions on the way (ended ones are deleted when they end), so storage holds live sessions only.
+    /// Starts `session` with the refresh token `refresh`, which expires after `ttl`, if `verified` (the hash
+    /// the login's password was just checked against) is still the user's: [`StoreError::NoSuchUser`] when the
+    /// password has changed or the user is gone meanwhile, so that no login outlives a password change that
+    /// ended every other session. Prunes a few expired sessions on the way (ended ones are deleted when they
+    /// end), so storage holds live sessions only.
     pub async fn start(
         store: &Store,
         session: Principal,
+        verified: &PasswordHash,
         refresh: RefreshHash,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         dispatch!(store, |backend, db| backend::sessions::start(
-            db, session, refresh, ttl
+            db, session, verified, refresh, ttl
         )
         .await)
     }

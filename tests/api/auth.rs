@@ -486,3 +486,15 @@ async fn the_bearer_scheme_name_is_case_insensitive() {
         .await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn a_name_outside_the_signup_rules_logs_no_one_in_whatever_it_folds_to() {
+    let app = test_app!();
+    app.user("alice").await;
+    // U+0130 and the Kelvin sign fold to ASCII letters under some databases' Unicode case folding.
+    for name in ["al\u{130}ce", "\u{212a}ate", "alice ", "ALICE\u{0}"] {
+        let response = app.login(name, PASSWORD).await;
+        assert_detail(&response, 401, "Incorrect username or password");
+    }
+    assert_eq!(app.login("ALICE", PASSWORD).await.status(), 200);
+}

@@ -38,25 +38,24 @@ fn name(raw: &str) -> Username {
 
 /// A new user, in a session of theirs.
 async fn user(store: &Store, raw: &str) -> Principal {
-    let user = users::insert(
-        store,
-        name(raw),
-        PasswordHash::from_phc("$argon2id$stub".into()),
-    )
-    .await
-    .unwrap()
-    .id;
+    let user = users::insert(store, name(raw), PasswordHash::from_phc(STUB_HASH.into()))
+        .await
+        .unwrap()
+        .id;
     session(store, user).await
 }
 
-/// A new session of `user`.
+const STUB_HASH: &str = "$argon2id$stub";
+
+/// A new session of `user`, whose password hash is [`STUB_HASH`].
 async fn session(store: &Store, user: UserId) -> Principal {
     let principal = Principal {
         user,
         session: SessionId::random(),
     };
     let day = std::time::Duration::from_secs(86_400);
-    sessions::start(store, principal, RefreshHash([1; 32]), day)
+    let verified = PasswordHash::from_phc(STUB_HASH.into());
+    sessions::start(store, principal, &verified, RefreshHash([1; 32]), day)
         .await
         .unwrap();
     principal
@@ -525,4 +524,50 @@ async fn attempts_and_successes_at_once_on_one_bucket_never_deadlock() {
             assert_eq!(outcome, Ok(()), "round {round}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_session_starts_only_while_the_password_verified_is_still_the_users() {
+    on_every_backend(|store| async move {
+        let alice = user(&store, "alice").await;
+        let day = std::time::Duration::from_secs(86_400);
+        let fresh = |user| Principal {
+            user,
+            session: SessionId::random(),
+        };
+        // A login that verified the old password, ending after the password changed: no session.
+        let new_hash = PasswordHash::from_phc("$argon2id$new".into());
+        users::set_password(&store, alice, new_hash.clone())
+            .await
+            .unwrap();
+        let stale = PasswordHash::from_phc(STUB_HASH.into());
+        let late = fresh(alice.user);
+        assert_eq!(
+            sessions::start(&store, late, &stale, RefreshHash([2; 32]), day).await,
+            Err(StoreError::NoSuchUser)
+        );
+        assert_eq!(
+            users::require(&store, late).await,
+            Err(StoreError::NoSuchUser)
+        );
+        let current = fresh(alice.user);
+        sessions::start(&store, current, &new_hash, RefreshHash([3; 32]), day)
+            .await
+            .unwrap();
+        users::require(&store, current).await.unwrap();
+        // Nor for a user who is gone.
+        users::delete(&store, current).await.unwrap();
+        assert_eq!(
+            sessions::start(
+                &store,
+                fresh(alice.user),
+                &new_hash,
+                RefreshHash([4; 32]),
+                day
+            )
+            .await,
+            Err(StoreError::NoSuchUser)
+        );
+    })
+    .await;
 }

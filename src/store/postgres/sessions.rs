@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Postgres, Retry};
-use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
+use crate::domain::{PasswordHash, PresentedRefresh, Principal, RefreshHash, Rotation};
 use crate::store::StoreError;
 
 /// Expired sessions removed by each login, at most.
@@ -12,9 +12,14 @@ const PRUNED_PER_LOGIN: i64 = 16;
 /// Starts a session, in one statement that also removes up to [`PRUNED_PER_LOGIN`] expired sessions (of anyone:
 /// a user who never logs in again leaves them behind). The pruning skips rows another login has locked, so
 /// logins never wait for each other here.
+///
+/// The user's row is read with `FOR SHARE` and must still hold `verified`: a password change locks that row
+/// before it ends the other sessions ([`super::users::set_password`]), so either it sees this session and ends
+/// it, or this login sees the new password and starts nothing.
 pub(in crate::store) async fn start(
     db: &Postgres,
     session: Principal,
+    verified: &PasswordHash,
     refresh: RefreshHash,
     ttl: Duration,
 ) -> Result<(), StoreError> {
@@ -22,21 +27,26 @@ pub(in crate::store) async fn start(
     db.run(Retry::Write, || async move {
         let (client, stmt) = db
             .prepared(
-                "WITH pruned AS (DELETE FROM sessions WHERE (user_id, id) IN (SELECT user_id, id FROM sessions \
+                "WITH verified AS (SELECT id FROM users WHERE id = $1 AND password_hash = $6 FOR SHARE), \
+                 pruned AS (DELETE FROM sessions WHERE (user_id, id) IN (SELECT user_id, id FROM sessions \
                  WHERE expires_at <= now() ORDER BY expires_at LIMIT $5 FOR UPDATE SKIP LOCKED)) \
                  INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
-                 VALUES ($1, $2, 0, $3, now() + $4 * interval '1 second')",
+                 SELECT id, $2, 0, $3, now() + $4 * interval '1 second' FROM verified",
             )
             .await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
             &session.user.0,
             &session.session.0,
             &&refresh.0[..],
             &seconds,
             &PRUNED_PER_LOGIN,
+            &verified.as_str(),
         ];
-        client.execute(&stmt, &params).await?;
-        Ok(())
+        if client.execute(&stmt, &params).await? == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchUser.into())
+        }
     })
     .await
 }
@@ -97,7 +107,9 @@ pub(in crate::store) async fn refresh(
     })
 }
 
-/// Ends the session, or all of the user's, if the session is live.
+/// Ends the session, or all of the user's, if the session is live. The user's row is locked first, as every call
+/// that ends several sessions does (see [`super::users::set_password`]), so they take turns instead of
+/// deadlocking.
 pub(in crate::store) async fn end(
     db: &Postgres,
     principal: Principal,
@@ -107,8 +119,9 @@ pub(in crate::store) async fn end(
         let (client, stmt) = db
             .prepared(
                 "WITH me AS (SELECT 1 FROM sessions WHERE user_id = $1 AND id = $2 AND expires_at > now()), \
+                 owner AS (SELECT 1 FROM users WHERE id = $1 AND EXISTS (SELECT 1 FROM me) FOR NO KEY UPDATE), \
                  ended AS (DELETE FROM sessions WHERE user_id = $1 AND (id = $2 OR $3) \
-                 AND EXISTS (SELECT 1 FROM me) RETURNING 1) SELECT count(*) FROM me",
+                 AND EXISTS (SELECT 1 FROM owner) RETURNING 1) SELECT count(*) FROM me",
             )
             .await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =

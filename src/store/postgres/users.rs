@@ -143,7 +143,12 @@ pub(in crate::store) async fn credentials(
     Ok((row.get(0), PasswordHash::from_phc(row.get(1))))
 }
 
-/// Sets the password and ends every other session of the user, in one statement, if this session is live.
+/// Sets the password and ends every other session of the user, in one transaction, if this session is live.
+///
+/// The user's row is locked first. A login that verified the old password holds it `FOR SHARE` while it starts
+/// its session ([`super::sessions::start`]): this waits for that login to commit, and the statements after the
+/// lock, each with a snapshot of its own, see its session and end it. Every other call that ends several
+/// sessions locks that row first too, so they take turns instead of deadlocking.
 pub(in crate::store) async fn set_password(
     db: &Postgres,
     principal: Principal,
@@ -151,25 +156,34 @@ pub(in crate::store) async fn set_password(
 ) -> Result<(), StoreError> {
     let password_hash = &password_hash;
     db.run(Retry::Write, || async move {
-        let (client, stmt) = db
-            .prepared(concat!(
-                "WITH changed AS (UPDATE users SET password_hash = $3 WHERE id = $1 AND ",
+        let mut client = db.client().await?;
+        let tx = client.transaction().await?;
+        let lock = tx
+            .prepare_cached(concat!(
+                "SELECT 1 FROM users WHERE id = $1 AND ",
                 session_live!(),
-                " RETURNING id), ended AS (DELETE FROM sessions WHERE user_id = $1 AND id <> $2 ",
-                "AND EXISTS (SELECT 1 FROM changed)) SELECT count(*) FROM changed"
+                " FOR UPDATE"
             ))
             .await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [
-            &principal.user.0,
-            &principal.session.0,
-            &password_hash.as_str(),
-        ];
-        let changed: i64 = client.query_one(&stmt, &params).await?.get(0);
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NoSuchUser.into())
+        if tx
+            .query_opt(&lock, &[&principal.user.0, &principal.session.0])
+            .await?
+            .is_none()
+        {
+            return Err(StoreError::NoSuchUser.into());
         }
+        let change = tx
+            .prepare_cached("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .await?;
+        tx.execute(&change, &[&principal.user.0, &password_hash.as_str()])
+            .await?;
+        let others = tx
+            .prepare_cached("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+            .await?;
+        tx.execute(&others, &[&principal.user.0, &principal.session.0])
+            .await?;
+        tx.commit().await?;
+        Ok(())
     })
     .await
 }

@@ -635,9 +635,16 @@ mod tests {
             session: crate::domain::SessionId(1),
         };
         let day = std::time::Duration::from_secs(86_400);
-        sessions::start(&db, owner, crate::domain::RefreshHash([0; 32]), day)
-            .await
-            .unwrap();
+        let verified = PasswordHash::from_phc("x".into());
+        sessions::start(
+            &db,
+            owner,
+            &verified,
+            crate::domain::RefreshHash([0; 32]),
+            day,
+        )
+        .await
+        .unwrap();
         assert!(
             users::find_credentials(&db, "writer")
                 .await

@@ -6,21 +6,24 @@ use std::time::Duration;
 use rusqlite::params;
 
 use super::{DbError, Sqlite};
-use crate::domain::{PresentedRefresh, Principal, RefreshHash, Rotation};
+use crate::domain::{PasswordHash, PresentedRefresh, Principal, RefreshHash, Rotation};
 use crate::store::StoreError;
 
 /// Expired sessions removed by each login, at most.
 const PRUNED_PER_LOGIN: i64 = 16;
 
-/// Starts a session, removing up to [`PRUNED_PER_LOGIN`] expired sessions (of anyone: a user who never logs in
-/// again leaves them behind), in one transaction.
+/// Starts a session if the user's password is still `verified`, removing up to [`PRUNED_PER_LOGIN`] expired
+/// sessions (of anyone: a user who never logs in again leaves them behind), in one transaction. Writes run one at
+/// a time, so a password change either came first (and nothing starts) or comes after (and ends this one).
 pub(in crate::store) async fn start(
     db: &Sqlite,
     session: Principal,
+    verified: &PasswordHash,
     refresh: RefreshHash,
     ttl: Duration,
 ) -> Result<(), StoreError> {
     let seconds = ttl_seconds(ttl);
+    let verified = verified.clone();
     db.write(move |conn| {
         let tx = conn.transaction()?;
         tx.prepare_cached(
@@ -28,16 +31,21 @@ pub(in crate::store) async fn start(
              WHERE expires_at <= unixepoch() ORDER BY expires_at LIMIT ?1)",
         )?
         .execute([PRUNED_PER_LOGIN])?;
-        tx.prepare_cached(
-            "INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
-             VALUES (?1, ?2, 0, ?3, unixepoch() + ?4)",
-        )?
-        .execute(params![
-            session.user.0,
-            session.session.0,
-            &refresh.0[..],
-            seconds
-        ])?;
+        let started = tx
+            .prepare_cached(
+                "INSERT INTO sessions (user_id, id, generation, refresh_hash, expires_at) \
+                 SELECT id, ?2, 0, ?3, unixepoch() + ?4 FROM users WHERE id = ?1 AND password_hash = ?5",
+            )?
+            .execute(params![
+                session.user.0,
+                session.session.0,
+                &refresh.0[..],
+                seconds,
+                verified.as_str()
+            ])?;
+        if started != 1 {
+            return Err(DbError::NoSuchUser);
+        }
         tx.commit()?;
         Ok(())
     })
