@@ -89,6 +89,13 @@ trait FromMember: Sized {
     fn from_member(text: String) -> Result<Self, Invalid>;
 }
 
+/// Any text: a value that is only compared, such as the current password of a password change.
+impl FromMember for String {
+    fn from_member(text: String) -> Result<Self, Invalid> {
+        Ok(text)
+    }
+}
+
 impl FromMember for Username {
     fn from_member(text: String) -> Result<Self, Invalid> {
         Self::parse(text)

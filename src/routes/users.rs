@@ -436,20 +436,9 @@ impl TryFrom<PasswordChangeBody> for PasswordChange {
 
     fn try_from(body: PasswordChangeBody) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let current = match body.current_password {
-            Field::Text(text) => Some(text),
-            Field::Missing => {
-                errors.push(FieldError::body(Some("current_password"), Problem::Missing));
-                None
-            }
-            Field::NotText => {
-                errors.push(FieldError::body(
-                    Some("current_password"),
-                    Problem::NotAString,
-                ));
-                None
-            }
-        };
+        let current = body
+            .current_password
+            .required("current_password", &mut errors);
         let new = body.new_password.required("new_password", &mut errors);
         collect(
             current.zip(new).map(|(current, new)| Self { current, new }),

@@ -272,6 +272,34 @@ pub fn connect_from(source: &str, address: &str) -> TcpStream {
     socket.into()
 }
 
+/// `POST /token` for `username` and `password` sent to `address` from the loopback address `client` (see
+/// [`connect_from`]), with `headers` besides; the status of the answer.
+pub fn login_from(
+    client: &str,
+    address: &str,
+    (username, password): (&str, &str),
+    headers: &[(&str, &str)],
+) -> u16 {
+    let form = format!(
+        "username={username}&password={}",
+        password.replace(' ', "+")
+    );
+    let mut stream = connect_from(client, address);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = String::from("POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
+    stream.write_all(request.as_bytes()).unwrap();
+    read_answer(&mut stream).expect("answer").status
+}
+
 /// Signs `username` up and returns its bearer token.
 pub fn user(address: &str, username: &str) -> String {
     let signup = format!(r#"{{"username": "{username}", "password": "{PASSWORD}"}}"#);

@@ -253,18 +253,7 @@ fn concurrent_puts_on_different_replicas_each_land_whole() {
 
 /// A failed login for `username` sent to `address` from the loopback address `client`; the status.
 fn failed_login(address: &str, client: &str, username: &str) -> u16 {
-    let form = format!("username={username}&password=wrong+password");
-    let mut stream = connect_from(client, address);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let request = format!(
-        "POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-    read_answer(&mut stream).expect("answer").status
+    login_from(client, address, (username, "wrong password"), &[])
 }
 
 #[test]

@@ -124,18 +124,8 @@ fn the_access_log_names_the_client_and_escapes_what_it_sent() {
 /// A login through nginx from the loopback address `client`, sending `forged` as its own `X-Forwarded-For`
 /// and `X-Real-IP`.
 fn login_via(nginx: &Nginx, client: &str, forged: &str, password: &str) -> u16 {
-    let form = format!("username=proxied&password={}", password.replace(' ', "+"));
-    let mut stream = connect_from(client, &nginx.address);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let request = format!(
-        "POST /token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: {forged}\r\nX-Real-IP: {forged}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    read_answer(&mut stream).expect("answer").status
+    let headers = [("X-Forwarded-For", forged), ("X-Real-IP", forged)];
+    client::login_from(client, &nginx.address, ("proxied", password), &headers)
 }
 
 fn a_client_behind_nginx_cannot_pick_its_address(trust_proxy: &str) {

@@ -5,6 +5,21 @@
 //! reached is a 503, never a hang. Connections found closed (PostgreSQL restarted, a backend terminated) are
 //! dropped by the pool at checkout, so the service recovers by itself once the server is back.
 
+/// The condition that the session whose id is the statement parameter `$session` is live for the user `$user`:
+/// its row exists (ended sessions are deleted; a user's go with the user) and has not expired. Every statement
+/// made for a request carries it, so an ended session is refused in the statement that does the work.
+macro_rules! session_live {
+    ($user:literal, $session:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM sessions WHERE user_id = ",
+            $user,
+            " AND id = ",
+            $session,
+            " AND expires_at > now())"
+        )
+    };
+}
+
 pub(super) mod logins;
 pub(super) mod sessions;
 pub(super) mod tasks;

@@ -14,17 +14,6 @@ use crate::domain::{
 };
 use crate::store::StoreError;
 
-/// The condition that the session named by the user `$1` and the parameter given is live.
-macro_rules! session_live {
-    ($param:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND id = ",
-            $param,
-            " AND expires_at > now())"
-        )
-    };
-}
-
 /// The columns [`read_task`] reads, from its first index on.
 macro_rules! columns {
     () => {
@@ -44,7 +33,7 @@ pub(in crate::store) async fn insert(
             .prepared(concat!(
                 "INSERT INTO tasks (user_id, title, description, status, created_at, updated_at) ",
                 "SELECT $1, $2, $3, $4, $5, $5 WHERE ",
-                session_live!("$6"),
+                session_live!("$1", "$6"),
                 " RETURNING ",
                 columns!()
             ))
@@ -72,7 +61,7 @@ pub(in crate::store) async fn insert(
 // 100 tasks or 100 000.
 const LIST_ALL: &str = concat!(
     "SELECT ",
-    session_live!("$4"),
+    session_live!("$1", "$4"),
     ", (SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE user_id = $1), t.* ",
     "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT ",
     columns!(),
@@ -80,7 +69,7 @@ const LIST_ALL: &str = concat!(
 );
 const LIST_BY_STATUS: &str = concat!(
     "SELECT ",
-    session_live!("$5"),
+    session_live!("$1", "$5"),
     ", (SELECT coalesce(sum(n), 0)::bigint FROM task_counts WHERE user_id = $1 AND status = $4), t.* ",
     "FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT ",
     columns!(),
@@ -150,7 +139,7 @@ pub(in crate::store) async fn get(
         let (client, stmt) = db
             .prepared(concat!(
                 "SELECT ",
-                session_live!("$3"),
+                session_live!("$1", "$3"),
                 ", t.* FROM (SELECT 1) AS one ",
                 "LEFT JOIN LATERAL (SELECT ",
                 columns!(),
@@ -185,8 +174,9 @@ pub(in crate::store) async fn update(
         let (client, stmt) = db.prepared(concat!(
                 "UPDATE tasks SET title = coalesce($1, title), description = coalesce($2, description), ",
                 "status = coalesce($3, status), updated_at = $4 ",
-                "WHERE user_id = $5 AND id = $6 AND EXISTS (SELECT 1 FROM sessions ",
-                "WHERE user_id = $5 AND id = $7 AND expires_at > now()) RETURNING ",
+                "WHERE user_id = $5 AND id = $6 AND ",
+                session_live!("$5", "$7"),
+                " RETURNING ",
                 columns!()
             )).await?;
         let now = Utc::now().trunc_subsecs(0);
@@ -220,7 +210,7 @@ pub(in crate::store) async fn delete(
         let (client, stmt) = db
             .prepared(concat!(
                 "DELETE FROM tasks WHERE user_id = $1 AND id = $2 AND ",
-                session_live!("$3")
+                session_live!("$1", "$3")
             ))
             .await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =

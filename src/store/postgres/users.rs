@@ -4,12 +4,6 @@ use chrono::{SubsecRound, Utc};
 
 use super::{Failure, Postgres, Retry};
 
-/// The condition that the session (`$2`) of the user `$1` is live.
-macro_rules! session_live {
-    () => {
-        "EXISTS (SELECT 1 FROM sessions WHERE user_id = $1 AND id = $2 AND expires_at > now())"
-    };
-}
 use crate::domain::{Credentials, PasswordHash, Principal, User, UserId, Username};
 use crate::store::StoreError;
 
@@ -68,7 +62,7 @@ pub(in crate::store) async fn get(db: &Postgres, principal: Principal) -> Result
         principal,
         concat!(
             "SELECT id, username FROM users WHERE id = $1 AND ",
-            session_live!()
+            session_live!("$1", "$2")
         ),
     )
     .await?;
@@ -113,7 +107,7 @@ pub(super) async fn require_session(
     principal: Principal,
 ) -> Result<(), Failure> {
     let stmt = client
-        .prepare_cached(concat!("SELECT ", session_live!()))
+        .prepare_cached(concat!("SELECT ", session_live!("$1", "$2")))
         .await?;
     let live: bool = client
         .query_one(&stmt, &[&principal.user.0, &principal.session.0])
@@ -136,7 +130,7 @@ pub(in crate::store) async fn credentials(
         principal,
         concat!(
             "SELECT username, password_hash FROM users WHERE id = $1 AND ",
-            session_live!()
+            session_live!("$1", "$2")
         ),
     )
     .await?;
@@ -161,7 +155,7 @@ pub(in crate::store) async fn set_password(
         let lock = tx
             .prepare_cached(concat!(
                 "SELECT 1 FROM users WHERE id = $1 AND ",
-                session_live!(),
+                session_live!("$1", "$2"),
                 " FOR UPDATE"
             ))
             .await?;
@@ -198,7 +192,7 @@ pub(in crate::store) async fn delete(
         let (client, stmt) = db
             .prepared(concat!(
                 "DELETE FROM users WHERE id = $1 AND ",
-                session_live!()
+                session_live!("$1", "$2")
             ))
             .await?;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =

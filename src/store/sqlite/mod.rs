@@ -7,6 +7,22 @@
 //! (one for writes, one per core for reads) that stay on a blocking thread while calls keep coming (see
 //! [`run_lane`]). Every call runs on tokio's blocking threads through `interact`, never on the async workers.
 
+/// The condition that the session whose id is the statement parameter `$session` is live for the user `$user`:
+/// its row exists and has not expired, and the user is there too (one removed with foreign keys off, the
+/// `sqlite3` shell's default, leaves its sessions behind). Every statement made for a request carries it, so an
+/// ended session is refused in the statement that does the work.
+macro_rules! session_live {
+    ($user:literal, $session:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM sessions JOIN users ON users.id = sessions.user_id WHERE sessions.user_id = ",
+            $user,
+            " AND sessions.id = ",
+            $session,
+            " AND sessions.expires_at > unixepoch())"
+        )
+    };
+}
+
 pub(super) mod sessions;
 pub(super) mod tasks;
 pub(super) mod users;

@@ -115,7 +115,7 @@ pub(in crate::store) async fn end(
         Ok(())
     })
     .await
-    .map_err(|err: DbError| err.into())
+    .map_err(Into::into)
 }
 
 fn ttl_seconds(ttl: Duration) -> i64 {

@@ -19,22 +19,8 @@ macro_rules! columns {
     };
 }
 
-/// The condition that the session of the owner (the parameters named) is live, for the statements that read
-/// tasks: a task row alone does not prove it. Folding the check into the statement saves reads a statement of
-/// their own; only when nothing is found does [`require_session`] tell an ended session (401) from an empty
-/// result. The user is looked up too: one removed with foreign keys off (the `sqlite3` shell's default) leaves
-/// its sessions behind.
-macro_rules! session_live {
-    ($user:literal, $session:literal) => {
-        concat!(
-            "EXISTS (SELECT 1 FROM sessions JOIN users ON users.id = sessions.user_id WHERE sessions.user_id = ",
-            $user,
-            " AND sessions.id = ",
-            $session,
-            " AND sessions.expires_at > unixepoch())"
-        )
-    };
-}
+// Reads fold the session check (`session_live!`) into their own statement; only when nothing is found does
+// [`require_session`] tell an ended session (401) from an empty result.
 
 /// Creates a task for `owner`; both timestamps are now.
 pub(in crate::store) async fn insert(

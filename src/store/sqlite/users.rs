@@ -49,21 +49,12 @@ pub(in crate::store) async fn find_credentials(
     .map_err(Into::into)
 }
 
-/// The condition that the session (`?2`) of the user `?1` is live, and the user there: one removed with foreign
-/// keys off (the `sqlite3` shell's default) leaves its sessions behind.
-macro_rules! session_live {
-    () => {
-        "EXISTS (SELECT 1 FROM sessions JOIN users ON users.id = sessions.user_id \
-         WHERE sessions.user_id = ?1 AND sessions.id = ?2 AND sessions.expires_at > unixepoch())"
-    };
-}
-
 /// The user `principal` speaks for, in a live session.
 pub(in crate::store) async fn get(db: &Sqlite, principal: Principal) -> Result<User, StoreError> {
     db.read(move |conn| {
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT id, username FROM users WHERE id = ?1 AND ",
-            session_live!()
+            session_live!("?1", "?2")
         ))?;
         let found = stmt
             .query_row(params![principal.user.0, principal.session.0], |row| {
@@ -84,7 +75,7 @@ pub(in crate::store) async fn get(db: &Sqlite, principal: Principal) -> Result<U
 /// wherever it is used.
 pub(super) fn require_session(conn: &Connection, principal: Principal) -> Result<(), DbError> {
     let live = conn
-        .prepare_cached(concat!("SELECT 1 WHERE ", session_live!()))?
+        .prepare_cached(concat!("SELECT 1 WHERE ", session_live!("?1", "?2")))?
         .exists(params![principal.user.0, principal.session.0])?;
     if live {
         Ok(())
@@ -109,7 +100,7 @@ pub(in crate::store) async fn credentials(
     db.read(move |conn| {
         let mut stmt = conn.prepare_cached(concat!(
             "SELECT username, password_hash FROM users WHERE id = ?1 AND ",
-            session_live!()
+            session_live!("?1", "?2")
         ))?;
         let found = stmt
             .query_row(params![principal.user.0, principal.session.0], |row| {
@@ -133,7 +124,7 @@ pub(in crate::store) async fn set_password(
         let changed = tx
             .prepare_cached(concat!(
                 "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND ",
-                session_live!()
+                session_live!("?1", "?2")
             ))?
             .execute(params![
                 principal.user.0,
@@ -159,7 +150,7 @@ pub(in crate::store) async fn delete(db: &Sqlite, principal: Principal) -> Resul
         let removed = conn
             .prepare_cached(concat!(
                 "DELETE FROM users WHERE id = ?1 AND ",
-                session_live!()
+                session_live!("?1", "?2")
             ))?
             .execute(params![principal.user.0, principal.session.0])?;
         if removed == 1 {
